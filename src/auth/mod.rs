@@ -1,0 +1,90 @@
+//! Who is calling: the bearer token is parsed (`bearer`), verified against the configured
+//! keys (`keys`), and its claims become an [`Identity`] with scopes.
+
+mod bearer;
+mod keys;
+
+pub use bearer::bearer_token;
+pub use keys::{KeySet, VerifierSettings};
+
+/// The authenticated caller, taken from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `user_id`, else `client_id`.
+    pub user_id: String,
+    /// The `email` claim, sent to v1 brokers (null for client tokens).
+    pub email: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Identity {
+    fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+    pub fn is_admin(&self) -> bool {
+        self.has("cloud_controller.admin")
+    }
+    /// Write routes need `cloud_controller.write` or admin (CC's `create_with_token?`).
+    pub fn can_write(&self) -> bool {
+        self.is_admin() || self.has("cloud_controller.write")
+    }
+    /// Read routes need `cloud_controller.read` or admin.
+    pub fn can_read(&self) -> bool {
+        self.is_admin() || self.has("cloud_controller.read")
+    }
+}
+
+/// Why a request is not authenticated. `Missing` is CC's NotAuthenticated (10002);
+/// every `Invalid` is InvalidAuthToken (1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("invalid token: {}", .0.as_str())]
+    Invalid(InvalidReason),
+}
+
+/// Bounded set of reasons, usable as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    Malformed,
+    TooLarge,
+    AlgNotAllowed,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongAudience,
+    WrongIssuer,
+    RefreshToken,
+    NoIdentity,
+}
+
+impl InvalidReason {
+    pub const ALL: [InvalidReason; 10] = [
+        InvalidReason::Malformed,
+        InvalidReason::TooLarge,
+        InvalidReason::AlgNotAllowed,
+        InvalidReason::BadSignature,
+        InvalidReason::Expired,
+        InvalidReason::NotYetValid,
+        InvalidReason::WrongAudience,
+        InvalidReason::WrongIssuer,
+        InvalidReason::RefreshToken,
+        InvalidReason::NoIdentity,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::Malformed => "malformed",
+            InvalidReason::TooLarge => "too_large",
+            InvalidReason::AlgNotAllowed => "alg_not_allowed",
+            InvalidReason::BadSignature => "bad_signature",
+            InvalidReason::Expired => "expired",
+            InvalidReason::NotYetValid => "not_yet_valid",
+            InvalidReason::WrongAudience => "wrong_audience",
+            InvalidReason::WrongIssuer => "wrong_issuer",
+            InvalidReason::RefreshToken => "refresh_token",
+            InvalidReason::NoIdentity => "no_identity",
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The v2 service instance resource `{metadata, entity}`: the seed's fields in the seed's
+//! order, plus the later Cloud Controller fields (`last_operation`, `tags`, and the
+//! `service_keys_url`/`routes_url` links).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// What the envelope shows of a committed instance. JSON-valued fields are raw, so the
+/// broker's `configuration` and `credentials` reach the client byte for byte.
+pub struct InstanceView<'a> {
+    pub guid: &'a str,
+    pub name: &'a str,
+    pub credentials: &'a RawValue,
+    pub service_plan_guid: &'a str,
+    pub space_guid: &'a str,
+    pub gateway_data: &'a RawValue,
+    pub dashboard_url: Option<&'a str>,
+    pub tags: &'a [String],
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    metadata: Metadata<'a>,
+    entity: Entity<'a>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    guid: &'a str,
+    url: String,
+    created_at: String,
+    updated_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Entity<'a> {
+    name: &'a str,
+    credentials: &'a RawValue,
+    service_plan_guid: &'a str,
+    space_guid: &'a str,
+    gateway_data: &'a RawValue,
+    dashboard_url: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    state: Option<&'static str>,
+    state_description: Option<&'static str>,
+    last_operation: LastOperation,
+    tags: &'a [String],
+    space_url: String,
+    service_plan_url: String,
+    service_bindings_url: String,
+    service_keys_url: String,
+    routes_url: String,
+}
+
+#[derive(Serialize)]
+struct LastOperation {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    state: &'static str,
+    description: &'static str,
+    created_at: String,
+    updated_at: Option<String>,
+}
+
+/// `/v2/service_instances/<guid>`: the `Location` header and `metadata.url`.
+pub fn instance_url(guid: &str) -> String {
+    format!("/v2/service_instances/{guid}")
+}
+
+/// The 201 body for a freshly created instance (v1 creates are synchronous: `succeeded`).
+pub fn render_created(v: &InstanceView<'_>) -> Vec<u8> {
+    let created_at = timestamp(v.created_at);
+    let url = instance_url(v.guid);
+    let envelope = Envelope {
+        metadata: Metadata {
+            guid: v.guid,
+            url: url.clone(),
+            created_at: created_at.clone(),
+            updated_at: None,
+        },
+        entity: Entity {
+            name: v.name,
+            credentials: v.credentials,
+            service_plan_guid: v.service_plan_guid,
+            space_guid: v.space_guid,
+            gateway_data: v.gateway_data,
+            dashboard_url: v.dashboard_url,
+            kind: "managed_service_instance",
+            state: None,
+            state_description: None,
+            last_operation: LastOperation {
+                kind: "create",
+                state: "succeeded",
+                description: "",
+                created_at,
+                updated_at: None,
+            },
+            tags: v.tags,
+            space_url: format!("/v2/spaces/{}", v.space_guid),
+            service_plan_url: format!("/v2/service_plans/{}", v.service_plan_guid),
+            service_bindings_url: format!("{url}/service_bindings"),
+            service_keys_url: format!("{url}/service_keys"),
+            routes_url: format!("{url}/routes"),
+        },
+    };
+    // Only strings, options and already-valid raw JSON: serialization cannot fail.
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+/// Whole-second UTC in the seed's form: `2015-01-20T01:52:23+00:00`.
+pub fn timestamp(unix_seconds: i64) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00+00:00".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn timestamp_matches_the_seed_form() {
+        assert_eq!(timestamp(1421718743), "2015-01-20T01:52:23+00:00");
+    }
+
+    #[test]
+    fn renders_every_field_in_order() {
+        let creds = raw(r#"{"creds-key-327":"creds-val-327"}"#);
+        let gw = raw(r#""CONFIGURATION""#);
+        let tags = vec!["a".to_string()];
+        let body = render_created(&InstanceView {
+            guid: "7373157c-ff42-45a1-a4c0-0f71b62120e3",
+            name: "my-service-instance",
+            credentials: &creds,
+            service_plan_guid: "P",
+            space_guid: "S",
+            gateway_data: &gw,
+            dashboard_url: Some("http://dashboard.example.com"),
+            tags: &tags,
+            created_at: 1421718743,
+        });
+        let text = String::from_utf8(body.clone()).unwrap();
+        let order = [
+            "\"metadata\"",
+            "\"guid\"",
+            "\"url\"",
+            "\"created_at\"",
+            "\"updated_at\"",
+            "\"entity\"",
+            "\"name\"",
+            "\"credentials\"",
+            "\"service_plan_guid\"",
+            "\"space_guid\"",
+            "\"gateway_data\"",
+            "\"dashboard_url\"",
+            "\"type\"",
+            "\"state\"",
+            "\"state_description\"",
+            "\"last_operation\"",
+            "\"tags\"",
+            "\"space_url\"",
+            "\"service_plan_url\"",
+            "\"service_bindings_url\"",
+            "\"service_keys_url\"",
+            "\"routes_url\"",
+        ];
+        let mut at = 0;
+        for key in order {
+            let found = text[at..]
+                .find(key)
+                .unwrap_or_else(|| panic!("{key} out of order in {text}"));
+            at += found + key.len();
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["metadata"]["url"],
+            "/v2/service_instances/7373157c-ff42-45a1-a4c0-0f71b62120e3"
+        );
+        assert_eq!(v["metadata"]["updated_at"], Value::Null);
+        assert_eq!(v["entity"]["gateway_data"], "CONFIGURATION");
+        assert_eq!(v["entity"]["credentials"]["creds-key-327"], "creds-val-327");
+        assert_eq!(v["entity"]["type"], "managed_service_instance");
+        assert_eq!(v["entity"]["state"], Value::Null);
+        assert_eq!(v["entity"]["last_operation"]["state"], "succeeded");
+        assert_eq!(
+            v["entity"]["last_operation"]["created_at"],
+            "2015-01-20T01:52:23+00:00"
+        );
+        assert_eq!(v["entity"]["space_url"], "/v2/spaces/S");
+        assert_eq!(v["entity"]["service_plan_url"], "/v2/service_plans/P");
+        assert_eq!(
+            v["entity"]["routes_url"],
+            "/v2/service_instances/7373157c-ff42-45a1-a4c0-0f71b62120e3/routes"
+        );
+    }
+}

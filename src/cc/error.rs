@@ -1,0 +1,251 @@
+//! The Cloud Controller error catalogue entries brokergate answers with, and their body:
+//! `{"code":…,"description":…,"error_code":"CF-…"}` (plus `http` for broker failures),
+//! always `Content-Type: application/json;charset=utf-8`.
+
+use serde::Serialize;
+
+/// A rendered-ready CC error: status, then the body fields in CC's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: u16,
+    pub code: u32,
+    pub description: String,
+    pub error_code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpDetail>,
+}
+
+/// Which broker request failed, as CC reports it. Never carries the broker token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpDetail {
+    pub uri: String,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+fn e(status: u16, code: u32, error_code: &'static str, description: String) -> ApiError {
+    ApiError {
+        status,
+        code,
+        description,
+        error_code,
+        http: None,
+    }
+}
+
+impl ApiError {
+    pub fn invalid_auth_token() -> Self {
+        e(
+            401,
+            1000,
+            "CF-InvalidAuthToken",
+            "Invalid Auth Token".into(),
+        )
+    }
+    pub fn not_authenticated() -> Self {
+        e(
+            401,
+            10002,
+            "CF-NotAuthenticated",
+            "Authentication error".into(),
+        )
+    }
+    pub fn insufficient_scope() -> Self {
+        e(
+            403,
+            10007,
+            "CF-InsufficientScope",
+            "Your token lacks the necessary scopes to access this resource.".into(),
+        )
+    }
+    pub fn message_parse_error(detail: &str) -> Self {
+        e(
+            400,
+            1001,
+            "CF-MessageParseError",
+            format!("Request invalid due to parse error: {detail}"),
+        )
+    }
+    pub fn invalid_request() -> Self {
+        e(
+            400,
+            10004,
+            "CF-InvalidRequest",
+            "The request is invalid".into(),
+        )
+    }
+    pub fn not_found() -> Self {
+        e(404, 10000, "CF-NotFound", "Unknown request".into())
+    }
+    pub fn body_too_large(limit: usize) -> Self {
+        e(
+            413,
+            10004,
+            "CF-InvalidRequest",
+            format!("The request is invalid: the body exceeds {limit} bytes"),
+        )
+    }
+    pub fn ambiguous_framing() -> Self {
+        e(
+            400,
+            10004,
+            "CF-InvalidRequest",
+            "The request is invalid: both Content-Length and Transfer-Encoding are present".into(),
+        )
+    }
+    pub fn name_empty() -> Self {
+        e(
+            400,
+            60001,
+            "CF-ServiceInstanceNameEmpty",
+            "Service instance name is required.".into(),
+        )
+    }
+    pub fn name_taken(name: &str) -> Self {
+        e(
+            400,
+            60002,
+            "CF-ServiceInstanceNameTaken",
+            format!("The service instance name is taken: {name}"),
+        )
+    }
+    pub fn instance_invalid(detail: &str) -> Self {
+        e(
+            400,
+            60003,
+            "CF-ServiceInstanceInvalid",
+            format!("The service instance is invalid: {detail}"),
+        )
+    }
+    pub fn duplicate_not_allowed() -> Self {
+        e(
+            400,
+            60008,
+            "CF-ServiceInstanceDuplicateNotAllowed",
+            "An instance of this service is already present in this space.  Some services only support one instance per space."
+                .into(),
+        )
+    }
+    pub fn name_too_long(limit: usize) -> Self {
+        e(
+            400,
+            60009,
+            "CF-ServiceInstanceNameTooLong",
+            format!("You have requested an invalid service instance name.  Names are limited to {limit} characters."),
+        )
+    }
+    pub fn tags_too_long(name: &str) -> Self {
+        e(
+            400,
+            60015,
+            "CF-ServiceInstanceTagsTooLong",
+            format!("Combined length of tags for service {name} must be 2048 characters or less."),
+        )
+    }
+    /// A broker answered 4xx (other than the duplicate code).
+    pub fn broker_rejected(description: String, http: HttpDetail) -> Self {
+        ApiError {
+            http: Some(http),
+            ..e(502, 10001, "CF-ServiceBrokerRequestRejected", description)
+        }
+    }
+    /// A broker answered 5xx (or anything else that is not 2xx/4xx).
+    pub fn broker_bad_response(description: String, http: HttpDetail) -> Self {
+        ApiError {
+            http: Some(http),
+            ..e(502, 10001, "CF-ServiceBrokerBadResponse", description)
+        }
+    }
+    pub fn broker_malformed(uri: &str, detail: &str) -> Self {
+        e(
+            502,
+            10001,
+            "CF-ServiceBrokerResponseMalformed",
+            format!("The service broker returned an invalid response for the request to {uri}: {detail}"),
+        )
+    }
+    pub fn broker_unreachable(uri: &str) -> Self {
+        e(
+            502,
+            10001,
+            "CF-ServiceBrokerApiUnreachable",
+            format!("The service broker could not be reached: {uri}"),
+        )
+    }
+    pub fn broker_timeout(uri: &str) -> Self {
+        e(
+            504,
+            10001,
+            "CF-ServiceBrokerApiTimeout",
+            format!("The request to the service broker timed out: {uri}"),
+        )
+    }
+    /// The Cloud Controller behind brokergate could not be reached (pass-through).
+    pub fn upstream_unavailable() -> Self {
+        e(
+            502,
+            10001,
+            "CF-ServerError",
+            "Server error: the Cloud Controller could not be reached".into(),
+        )
+    }
+    /// Anything unexpected: CC's own catch-all body (no `CF-` prefix, as CC sends it).
+    pub fn unknown() -> Self {
+        e(
+            500,
+            10001,
+            "UnknownError",
+            "An unknown error occurred.".into(),
+        )
+    }
+
+    /// The JSON body, newline-terminated like CC's.
+    pub fn body(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_else(|_| {
+            // Serializing plain strings and integers cannot fail; keep a valid body anyway.
+            br#"{"code":10001,"description":"An unknown error occurred.","error_code":"UnknownError"}"#
+                .to_vec()
+        });
+        out.push(b'\n');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_match_the_cloud_controller_byte_for_byte() {
+        assert_eq!(
+            ApiError::invalid_auth_token().body(),
+            b"{\"code\":1000,\"description\":\"Invalid Auth Token\",\"error_code\":\"CF-InvalidAuthToken\"}\n"
+        );
+        assert_eq!(
+            ApiError::not_authenticated().body(),
+            b"{\"code\":10002,\"description\":\"Authentication error\",\"error_code\":\"CF-NotAuthenticated\"}\n"
+        );
+        assert_eq!(
+            ApiError::not_found().body(),
+            b"{\"code\":10000,\"description\":\"Unknown request\",\"error_code\":\"CF-NotFound\"}\n"
+        );
+    }
+
+    #[test]
+    fn broker_errors_carry_http_after_error_code() {
+        let err = ApiError::broker_bad_response(
+            "Service broker error: boom".into(),
+            HttpDetail {
+                uri: "http://b/gateway/v1/configurations".into(),
+                method: "POST",
+                status: 500,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(v["http"]["status"], 500);
+        assert_eq!(v["code"], 10001);
+        let text = String::from_utf8(err.body()).unwrap();
+        assert!(text.find("error_code").unwrap() < text.find("\"http\"").unwrap());
+    }
+}

@@ -1,0 +1,39 @@
+//! The command line: `run`, `check-config` and `demo`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "brokergate",
+    version,
+    about = "Cloud Controller v2 service instances in front of v1 brokers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API with the given config file.
+    Run {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Take the listening sockets over from a running instance (graceful upgrade).
+        #[arg(short, long)]
+        upgrade: bool,
+        /// Detach and run in the background.
+        #[arg(short, long)]
+        daemon: bool,
+    },
+    /// Validate a config file and exit non-zero naming the key that is wrong.
+    CheckConfig {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start the gateway on the embedded demo config with a built-in echo v1 broker, and
+    /// print a ready-to-paste curl.
+    Demo,
+}

@@ -1,0 +1,164 @@
+//! The config file model: exactly what an operator writes in TOML (or overrides from the
+//! environment). Nothing here is validated beyond types; `runtime.rs` turns it into a
+//! checked [`crate::config::Runtime`].
+
+use serde::Deserialize;
+
+/// The whole file. Every section has defaults, so a file may name only what it changes,
+/// and keys added by later versions never break an older file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub auth: AuthSection,
+    pub store: StoreSection,
+    pub upstream: Option<UpstreamSection>,
+    pub brokers: Vec<BrokerSection>,
+    pub plans: Vec<PlanSection>,
+    pub spaces: Vec<SpaceSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// API listener (clients talk to this).
+    pub listen: String,
+    /// Largest accepted request body; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Provision into spaces that `[[spaces]]` does not list, with a null organization.
+    pub accept_unknown_spaces: bool,
+    /// Worker threads of the API service.
+    pub threads: usize,
+    /// How long SIGTERM waits for in-flight requests before exiting.
+    pub grace_period_seconds: u64,
+    /// Pingora's graceful-upgrade socket (SIGQUIT + `run --upgrade`).
+    pub upgrade_sock: String,
+    /// Pingora's pid file (used by daemon mode and upgrades).
+    pub pid_file: String,
+    /// Largest accepted bearer token, in bytes.
+    pub max_token_bytes: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 65536,
+            accept_unknown_spaces: false,
+            threads: 2,
+            grace_period_seconds: 10,
+            upgrade_sock: "/tmp/brokergate_upgrade.sock".into(),
+            pid_file: "/tmp/brokergate.pid".into(),
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Required member of the token's `aud` (the Cloud Controller's UAA resource id).
+    pub audience: String,
+    /// Required `iss` when not empty.
+    pub issuer: String,
+    /// HMAC secrets (HS256/384/512); two allow rotation.
+    pub symmetric_secrets: Vec<String>,
+    /// PEM files holding RSA or EC public keys.
+    pub public_key_files: Vec<String>,
+    /// Clock leeway for `exp`/`nbf`, in seconds.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            audience: "cloud_controller".into(),
+            issuer: String::new(),
+            symmetric_secrets: Vec::new(),
+            public_key_files: Vec::new(),
+            leeway_seconds: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub sqlite_path: String,
+    /// `full` (default): a 201 survives power loss. `normal`: survives a process crash only.
+    pub synchronous: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            sqlite_path: "data/brokergate.sqlite3".into(),
+            synchronous: "full".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// The real Cloud Controller; requests brokergate does not own go here unchanged.
+    pub url: String,
+    #[serde(default = "default_upstream_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_upstream_connect_timeout() -> u64 {
+    5
+}
+fn default_upstream_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    pub name: String,
+    /// Base URL of the v1 gateway; `/gateway/v1/configurations` is appended.
+    pub url: String,
+    /// The `X-VCAP-Service-Token`, inline ...
+    #[serde(default)]
+    pub token: Option<String>,
+    /// ... or read from this environment variable.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Whole-response deadline of one broker call.
+    #[serde(default = "default_broker_timeout")]
+    pub timeout_seconds: u64,
+    /// TCP (and TLS) connect deadline.
+    #[serde(default = "default_broker_timeout")]
+    pub connect_timeout_seconds: u64,
+}
+
+fn default_broker_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSection {
+    /// The Cloud Controller plan guid clients send as `service_plan_guid`.
+    pub guid: String,
+    pub broker: String,
+    pub label: String,
+    pub version: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The plan name sent as `plan`.
+    pub name: String,
+    /// The plan's unique id sent as `unique_id`.
+    pub unique_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceSection {
+    pub guid: String,
+    pub organization_guid: String,
+}

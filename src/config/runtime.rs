@@ -1,0 +1,297 @@
+//! The validated configuration every request reads: brokers resolved, tokens loaded, keys
+//! parsed, plans and spaces indexed. A `Runtime` is immutable; reloads build a new one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::file::{FileConfig, StoreSection};
+use super::{ConfigError, Target};
+use crate::auth::{KeySet, VerifierSettings};
+
+/// A secret string whose `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// One v1 gateway.
+#[derive(Debug)]
+pub struct Broker {
+    pub name: String,
+    pub target: Target,
+    pub token: Secret,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// One plan brokergate serves, with everything the v1 provision request needs.
+#[derive(Debug)]
+pub struct Plan {
+    pub guid: String,
+    pub broker: Arc<Broker>,
+    pub label: String,
+    pub version: String,
+    pub provider: Option<String>,
+    pub name: String,
+    pub unique_id: String,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub target: Target,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub max_token_bytes: usize,
+    pub accept_unknown_spaces: bool,
+    pub threads: usize,
+    pub grace_period_seconds: u64,
+    pub upgrade_sock: String,
+    pub pid_file: String,
+    pub store: StoreSection,
+    pub keys: KeySet,
+    pub upstream: Option<Upstream>,
+    pub brokers: Vec<Arc<Broker>>,
+    plans: HashMap<String, Plan>,
+    spaces: HashMap<String, String>,
+}
+
+/// Pingora replays a body it already read (for pass-through) only from its 64 KiB retry buffer.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024;
+
+impl Runtime {
+    /// Validates everything a request could trip over later. Relative paths are relative to
+    /// the working directory; `env` looks up `token_env` variables.
+    pub fn from_file(
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Runtime, ConfigError> {
+        let server = &file.server;
+        server.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            ConfigError::invalid("server.listen", format!("{e}: {:?}", server.listen))
+        })?;
+        if server.max_body_bytes == 0 || server.max_body_bytes > MAX_BODY_LIMIT {
+            return Err(ConfigError::invalid(
+                "server.max_body_bytes",
+                format!("must be between 1 and {MAX_BODY_LIMIT}"),
+            ));
+        }
+        if server.threads == 0 {
+            return Err(ConfigError::invalid("server.threads", "must be at least 1"));
+        }
+        match file.store.synchronous.as_str() {
+            "full" | "normal" => {}
+            other => {
+                return Err(ConfigError::invalid(
+                    "store.synchronous",
+                    format!("must be \"full\" or \"normal\", not {other:?}"),
+                ))
+            }
+        }
+        if file.store.sqlite_path.is_empty() {
+            return Err(ConfigError::invalid(
+                "store.sqlite_path",
+                "must not be empty",
+            ));
+        }
+
+        let keys = load_keys(file)?;
+        let upstream = file
+            .upstream
+            .as_ref()
+            .map(|u| {
+                Ok::<_, ConfigError>(Upstream {
+                    target: Target::parse("upstream.url", &u.url)?,
+                    connect_timeout: seconds(
+                        "upstream.connect_timeout_seconds",
+                        u.connect_timeout_seconds,
+                    )?,
+                    timeout: seconds("upstream.timeout_seconds", u.timeout_seconds)?,
+                })
+            })
+            .transpose()?;
+
+        let mut brokers: HashMap<&str, Arc<Broker>> = HashMap::new();
+        let mut broker_list = Vec::new();
+        for (i, b) in file.brokers.iter().enumerate() {
+            let key = |k: &str| format!("brokers[{i}].{k}");
+            if b.name.is_empty() {
+                return Err(ConfigError::invalid(key("name"), "must not be empty"));
+            }
+            let token = match (&b.token, &b.token_env) {
+                (Some(t), None) if !t.is_empty() => Secret::new(t.clone()),
+                (None, Some(var)) => {
+                    Secret::new(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                        ConfigError::invalid(
+                            key("token_env"),
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        key("token"),
+                        "set token or token_env, not both",
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key("token"),
+                        "missing (set token or token_env)",
+                    ))
+                }
+            };
+            let broker = Arc::new(Broker {
+                name: b.name.clone(),
+                target: Target::parse(&key("url"), &b.url)?,
+                token,
+                timeout: seconds(&key("timeout_seconds"), b.timeout_seconds)?,
+                connect_timeout: seconds(
+                    &key("connect_timeout_seconds"),
+                    b.connect_timeout_seconds,
+                )?,
+            });
+            if brokers.insert(&b.name, broker.clone()).is_some() {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("duplicate broker {:?}", b.name),
+                ));
+            }
+            broker_list.push(broker);
+        }
+
+        let mut plans = HashMap::new();
+        for (i, p) in file.plans.iter().enumerate() {
+            let key = |k: &str| format!("plans[{i}].{k}");
+            for (k, v) in [
+                ("guid", &p.guid),
+                ("label", &p.label),
+                ("version", &p.version),
+                ("name", &p.name),
+                ("unique_id", &p.unique_id),
+            ] {
+                if v.is_empty() {
+                    return Err(ConfigError::invalid(key(k), "must not be empty"));
+                }
+            }
+            let broker = brokers.get(p.broker.as_str()).ok_or_else(|| {
+                ConfigError::invalid(key("broker"), format!("unknown broker {:?}", p.broker))
+            })?;
+            let plan = Plan {
+                guid: p.guid.clone(),
+                broker: broker.clone(),
+                label: p.label.clone(),
+                version: p.version.clone(),
+                provider: p.provider.clone().filter(|s| !s.is_empty()),
+                name: p.name.clone(),
+                unique_id: p.unique_id.clone(),
+            };
+            if plans.insert(p.guid.clone(), plan).is_some() {
+                return Err(ConfigError::invalid(
+                    key("guid"),
+                    format!("duplicate plan guid {:?}", p.guid),
+                ));
+            }
+        }
+
+        let mut spaces = HashMap::new();
+        for (i, s) in file.spaces.iter().enumerate() {
+            if s.guid.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("spaces[{i}].guid"),
+                    "must not be empty",
+                ));
+            }
+            if spaces
+                .insert(s.guid.clone(), s.organization_guid.clone())
+                .is_some()
+            {
+                return Err(ConfigError::invalid(
+                    format!("spaces[{i}].guid"),
+                    format!("duplicate space guid {:?}", s.guid),
+                ));
+            }
+        }
+
+        Ok(Runtime {
+            listen: server.listen.clone(),
+            max_body_bytes: server.max_body_bytes,
+            max_token_bytes: server.max_token_bytes,
+            accept_unknown_spaces: server.accept_unknown_spaces,
+            threads: server.threads,
+            grace_period_seconds: server.grace_period_seconds,
+            upgrade_sock: server.upgrade_sock.clone(),
+            pid_file: server.pid_file.clone(),
+            store: file.store.clone(),
+            keys,
+            upstream,
+            brokers: broker_list,
+            plans,
+            spaces,
+        })
+    }
+
+    pub fn plan(&self, guid: &str) -> Option<&Plan> {
+        self.plans.get(guid)
+    }
+
+    /// The organization of a configured space.
+    pub fn space_organization(&self, space_guid: &str) -> Option<&str> {
+        self.spaces.get(space_guid).map(String::as_str)
+    }
+
+    pub fn plan_count(&self) -> usize {
+        self.plans.len()
+    }
+
+    pub fn space_count(&self) -> usize {
+        self.spaces.len()
+    }
+}
+
+fn seconds(key: &str, value: u64) -> Result<Duration, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be at least 1 second"));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+fn load_keys(file: &FileConfig) -> Result<KeySet, ConfigError> {
+    let auth = &file.auth;
+    if auth.audience.is_empty() {
+        return Err(ConfigError::invalid("auth.audience", "must not be empty"));
+    }
+    let mut pems = Vec::new();
+    for (i, f) in auth.public_key_files.iter().enumerate() {
+        let pem = std::fs::read(f).map_err(|e| {
+            ConfigError::invalid(format!("auth.public_key_files[{i}]"), format!("{f}: {e}"))
+        })?;
+        pems.push((format!("auth.public_key_files[{i}]"), pem));
+    }
+    let settings = VerifierSettings {
+        audience: auth.audience.clone(),
+        issuer: Some(auth.issuer.clone()).filter(|s| !s.is_empty()),
+        leeway_seconds: auth.leeway_seconds,
+    };
+    KeySet::build(settings, &auth.symmetric_secrets, &pems)
+        .map_err(|(key, reason)| ConfigError::invalid(key, reason))
+}

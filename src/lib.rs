@@ -1,0 +1,14 @@
+//! brokergate: the Cloud Controller v2 `POST /v2/service_instances` endpoint in front of
+//! legacy v1 service brokers, on pingora. `main.rs` only wires these rooms together.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cc;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod v1;

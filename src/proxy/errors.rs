@@ -1,0 +1,185 @@
+//! The one place where use-case and auth errors become Cloud Controller error bodies.
+
+use crate::auth::AuthError;
+use crate::cc::error::HttpDetail;
+use crate::cc::ApiError;
+use crate::service::ProvisionError;
+use crate::v1::{BrokerError, BrokerFailure};
+
+pub fn from_auth(e: AuthError) -> ApiError {
+    match e {
+        AuthError::Missing => ApiError::not_authenticated(),
+        AuthError::Invalid(_) => ApiError::invalid_auth_token(),
+    }
+}
+
+pub fn from_provision(e: &ProvisionError) -> ApiError {
+    match e {
+        ProvisionError::UnknownPlan => ApiError::instance_invalid("not a valid service plan"),
+        ProvisionError::UnknownSpace => ApiError::instance_invalid("not a valid space"),
+        ProvisionError::InsufficientScope => ApiError::insufficient_scope(),
+        ProvisionError::Invalid(api) => api.clone(),
+        ProvisionError::NameTaken(name) => ApiError::name_taken(name),
+        ProvisionError::Broker(b) => from_broker(b),
+        ProvisionError::Store(_) => ApiError::unknown(),
+    }
+}
+
+fn from_broker(e: &BrokerError) -> ApiError {
+    let http = |status| HttpDetail {
+        uri: e.uri.clone(),
+        method: e.method,
+        status,
+    };
+    match &e.kind {
+        BrokerFailure::Duplicate => ApiError::duplicate_not_allowed(),
+        BrokerFailure::Rejected {
+            status,
+            description,
+            body,
+        } => ApiError::broker_rejected(
+            describe(description, || {
+                format!(
+                    "The service broker rejected the request to {}. Status Code: {}, Body: {body}",
+                    e.uri,
+                    status_line(*status)
+                )
+            }),
+            http(*status),
+        ),
+        BrokerFailure::BadResponse {
+            status,
+            description,
+            body,
+        } => ApiError::broker_bad_response(
+            describe(description, || {
+                format!(
+                    "The service broker returned an invalid response for the request to {}. Status Code: {}, Body: {body}",
+                    e.uri,
+                    status_line(*status)
+                )
+            }),
+            http(*status),
+        ),
+        BrokerFailure::Malformed { detail, .. } => ApiError::broker_malformed(&e.uri, detail),
+        BrokerFailure::Unreachable(_) => ApiError::broker_unreachable(&e.uri),
+        BrokerFailure::Timeout => ApiError::broker_timeout(&e.uri),
+    }
+}
+
+fn describe(description: &Option<String>, otherwise: impl FnOnce() -> String) -> String {
+    match description {
+        Some(d) => format!("Service broker error: {d}"),
+        None => otherwise(),
+    }
+}
+
+fn status_line(status: u16) -> String {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    format!("{status} {reason}").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(kind: BrokerFailure) -> ProvisionError {
+        ProvisionError::Broker(BrokerError {
+            uri: "http://127.0.0.1:9001/gateway/v1/configurations".into(),
+            method: "POST",
+            kind,
+        })
+    }
+
+    #[test]
+    fn broker_failures_map_to_the_documented_statuses() {
+        let cases = [
+            (
+                BrokerFailure::Duplicate,
+                400,
+                60008,
+                "CF-ServiceInstanceDuplicateNotAllowed",
+            ),
+            (
+                BrokerFailure::Rejected {
+                    status: 403,
+                    description: Some("no".into()),
+                    body: String::new(),
+                },
+                502,
+                10001,
+                "CF-ServiceBrokerRequestRejected",
+            ),
+            (
+                BrokerFailure::BadResponse {
+                    status: 500,
+                    description: None,
+                    body: "x".into(),
+                },
+                502,
+                10001,
+                "CF-ServiceBrokerBadResponse",
+            ),
+            (
+                BrokerFailure::Malformed {
+                    status: 200,
+                    detail: "d".into(),
+                    service_id: None,
+                },
+                502,
+                10001,
+                "CF-ServiceBrokerResponseMalformed",
+            ),
+            (
+                BrokerFailure::Unreachable("refused".into()),
+                502,
+                10001,
+                "CF-ServiceBrokerApiUnreachable",
+            ),
+            (
+                BrokerFailure::Timeout,
+                504,
+                10001,
+                "CF-ServiceBrokerApiTimeout",
+            ),
+        ];
+        for (kind, status, code, error_code) in cases {
+            let api = from_provision(&broker(kind));
+            assert_eq!(
+                (api.status, api.code, api.error_code),
+                (status, code, error_code)
+            );
+        }
+    }
+
+    #[test]
+    fn broker_descriptions_and_http_detail() {
+        let api = from_provision(&broker(BrokerFailure::BadResponse {
+            status: 500,
+            description: Some("This is what really happened.".into()),
+            body: String::new(),
+        }));
+        assert_eq!(
+            api.description,
+            "Service broker error: This is what really happened."
+        );
+        let http = api.http.unwrap();
+        assert_eq!((http.method, http.status), ("POST", 500));
+        assert_eq!(http.uri, "http://127.0.0.1:9001/gateway/v1/configurations");
+
+        let api = from_provision(&broker(BrokerFailure::Rejected {
+            status: 422,
+            description: None,
+            body: "nope".into(),
+        }));
+        assert!(
+            api.description
+                .contains("Status Code: 422 Unprocessable Entity, Body: nope"),
+            "{}",
+            api.description
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The pingora `ProxyHttp` implementation: routes each request, answers the routes brokergate
+//! owns inside `request_filter`, and passes everything else, unchanged, to the upstream Cloud
+//! Controller (or answers 404 when there is none).
+
+mod create;
+mod errors;
+mod reply;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
+
+use crate::cc::request_id::request_id;
+use crate::cc::ApiError;
+use crate::config::Runtime;
+use crate::service::Provisioner;
+
+/// The gateway service: a config that reloads swap, and the use cases.
+pub struct Gateway {
+    runtime: Arc<ArcSwap<Runtime>>,
+    provisioner: Provisioner,
+}
+
+impl Gateway {
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>, provisioner: Provisioner) -> Self {
+        Gateway {
+            runtime,
+            provisioner,
+        }
+    }
+}
+
+/// The routes brokergate tells apart; a template, never request data, so it can label metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    CreateServiceInstance,
+    Other,
+}
+
+impl Route {
+    fn of(req: &RequestHeader) -> Route {
+        let path = req.uri.path();
+        if req.method == http::Method::POST
+            && (path == "/v2/service_instances" || path == "/v2/service_instances/")
+        {
+            Route::CreateServiceInstance
+        } else {
+            Route::Other
+        }
+    }
+
+    pub fn template(self) -> &'static str {
+        match self {
+            Route::CreateServiceInstance => "/v2/service_instances",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// Per-request state. The config snapshot is taken once, so a reload never changes the
+/// config a request sees halfway through.
+pub struct Ctx {
+    rt: Arc<Runtime>,
+    route: Route,
+    started: Instant,
+    request_id: String,
+    outcome: Outcome,
+}
+
+/// What brokergate decided, for the log line.
+#[derive(Debug, Default)]
+struct Outcome {
+    status: u16,
+    user_id: Option<String>,
+    broker: Option<String>,
+    error: Option<String>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            rt: self.runtime.load_full(),
+            route: Route::Other,
+            started: Instant::now(),
+            request_id: String::new(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.route = Route::of(session.req_header());
+        if reply::ambiguous_framing(session) {
+            ctx.request_id = self.assign_request_id(session);
+            let err = ApiError::ambiguous_framing();
+            ctx.outcome.status = err.status;
+            reply::error_and_close(session, &err, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        match ctx.route {
+            Route::CreateServiceInstance => {
+                ctx.request_id = self.assign_request_id(session);
+                create::handle(self, session, ctx).await
+            }
+            Route::Other if ctx.rt.upstream.is_some() => Ok(false),
+            Route::Other => {
+                ctx.request_id = self.assign_request_id(session);
+                let err = ApiError::not_found();
+                ctx.outcome.status = err.status;
+                reply::error_after_drain(session, &err, &ctx.request_id, ctx.rt.max_body_bytes)
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(upstream) = ctx.rt.upstream.as_ref() else {
+            return Error::e_explain(HTTPStatus(404), "no upstream configured");
+        };
+        let t = &upstream.target;
+        let mut peer = HttpPeer::new(t.addr, t.tls, t.host.clone());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.total_connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.timeout);
+        peer.options.write_timeout = Some(upstream.timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy
+    where
+        Ctx: Send + Sync,
+    {
+        let err = match (e.etype(), e.esource()) {
+            (HTTPStatus(404), _) => Some(ApiError::not_found()),
+            (HTTPStatus(_), _) => Some(ApiError::invalid_request()),
+            (_, ErrorSource::Upstream) => Some(ApiError::upstream_unavailable()),
+            (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => None,
+            (_, ErrorSource::Downstream) => Some(ApiError::invalid_request()),
+            _ => Some(ApiError::unknown()),
+        };
+        let Some(err) = err else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        if ctx.request_id.is_empty() {
+            ctx.request_id = self.assign_request_id(session);
+        }
+        ctx.outcome.error = Some(e.etype().as_str().to_string());
+        if session.response_written().is_none() {
+            if let Err(write_err) = reply::error_and_close(session, &err, &ctx.request_id).await {
+                log::debug!("Could not send an error answer: {write_err}");
+            }
+        }
+        FailToProxy {
+            error_code: err.status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        // A client hanging up is not the gateway's error.
+        error.esource() == &ErrorSource::Downstream
+            && matches!(error.etype(), ReadError | WriteError | ConnectionClosed)
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(ctx.outcome.status, |r| r.status.as_u16());
+        log::info!(
+            "Request done. route={} method={} status={status} duration_seconds={:.6} request_id={} user_id={} broker={} error={}",
+            ctx.route.template(),
+            session.req_header().method,
+            ctx.started.elapsed().as_secs_f64(),
+            ctx.request_id,
+            ctx.outcome.user_id.as_deref().unwrap_or("-"),
+            ctx.outcome.broker.as_deref().unwrap_or("-"),
+            ctx.outcome
+                .error
+                .as_deref()
+                .or(e.map(|e| e.etype().as_str()))
+                .unwrap_or("-"),
+        );
+    }
+}
+
+impl Gateway {
+    fn assign_request_id(&self, session: &Session) -> String {
+        let h = &session.req_header().headers;
+        request_id(
+            h.get("x-vcap-request-id").map(|v| v.as_bytes()),
+            h.get("x-request-id").map(|v| v.as_bytes()),
+        )
+    }
+}

@@ -1,0 +1,198 @@
+//! Provisioning, in the Cloud Controller's check order after the body is decoded: plan,
+//! space, scope, name rules; then reserve the name, call the broker, commit. A broker success
+//! that cannot be committed is deprovisioned, so nothing is left half-done.
+
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::BrokerPort;
+use crate::auth::Identity;
+use crate::cc::request::{validate_name_and_tags, CreateServiceInstance};
+use crate::cc::ApiError;
+use crate::config::{Plan, Runtime};
+use crate::store::{InstanceRecord, Provisioned, Reservation, State, Store, StoreError};
+use crate::v1::{BrokerError, BrokerFailure, ProvisionRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// Not a plan brokergate serves (the edge may pass the request through).
+    #[error("not a plan brokergate serves")]
+    UnknownPlan,
+    #[error("not a configured space")]
+    UnknownSpace,
+    #[error("token lacks cloud_controller.write")]
+    InsufficientScope,
+    /// A Cloud Controller validation failure (name rules).
+    #[error("{}", .0.description)]
+    Invalid(ApiError),
+    #[error("name taken")]
+    NameTaken(String),
+    #[error("broker: {0}")]
+    Broker(BrokerError),
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+pub struct Provisioner {
+    store: Arc<dyn Store>,
+    brokers: Arc<dyn BrokerPort>,
+}
+
+impl Provisioner {
+    pub fn new(store: Arc<dyn Store>, brokers: Arc<dyn BrokerPort>) -> Self {
+        Provisioner { store, brokers }
+    }
+
+    /// Step 3 of CC's order, on its own so the edge can decide pass-through before anything else.
+    pub fn plan<'a>(
+        rt: &'a Runtime,
+        req: &CreateServiceInstance,
+    ) -> Result<&'a Plan, ProvisionError> {
+        rt.plan(&req.service_plan_guid)
+            .ok_or(ProvisionError::UnknownPlan)
+    }
+
+    /// Steps 4 onwards for a known plan. Returns the committed record.
+    pub async fn provision(
+        &self,
+        rt: &Runtime,
+        plan: &Plan,
+        identity: &Identity,
+        req: CreateServiceInstance,
+        request_id: &str,
+        now_unix: i64,
+    ) -> Result<InstanceRecord, ProvisionError> {
+        let organization_guid = match rt.space_organization(&req.space_guid) {
+            Some(org) => Some(org.to_string()),
+            None if rt.accept_unknown_spaces => None,
+            None => return Err(ProvisionError::UnknownSpace),
+        };
+        if !identity.can_write() {
+            return Err(ProvisionError::InsufficientScope);
+        }
+        validate_name_and_tags(&req).map_err(ProvisionError::Invalid)?;
+
+        let reservation = Reservation {
+            guid: uuid::Uuid::new_v4().to_string(),
+            name: req.name.clone(),
+            space_guid: req.space_guid.clone(),
+            organization_guid,
+            service_plan_guid: plan.guid.clone(),
+            broker: plan.broker.name.clone(),
+            tags: req.tags.clone(),
+            creator_user_id: identity.user_id.clone(),
+            creator_email: identity.email.clone(),
+            created_at: now_unix,
+        };
+        self.store
+            .reserve(&reservation)
+            .await
+            .map_err(|e| match e {
+                StoreError::NameTaken => ProvisionError::NameTaken(req.name.clone()),
+                other => ProvisionError::Store(other),
+            })?;
+
+        let v1_request = ProvisionRequest {
+            label: format!("{}-{}", plan.label, plan.version),
+            email: identity.email.as_deref(),
+            plan: &plan.name,
+            version: &plan.version,
+            provider: plan.provider.as_deref(),
+            space_guid: &reservation.space_guid,
+            organization_guid: reservation.organization_guid.as_deref(),
+            unique_id: &plan.unique_id,
+            name: &reservation.name,
+            plan_option: req.gateway_data.as_ref(),
+            parameters: req.parameters.as_ref(),
+        };
+        let identity_header = originating_identity(&identity.user_id);
+        let answer = self
+            .brokers
+            .provision(
+                &plan.broker,
+                request_id,
+                &v1_request,
+                Some(&identity_header),
+            )
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                self.release(&reservation.guid).await;
+                if let BrokerFailure::Malformed {
+                    service_id: Some(service_id),
+                    ..
+                } = &err.kind
+                {
+                    // The broker named an instance in an answer we cannot use: remove it.
+                    self.mitigate_orphan(plan, request_id, service_id).await;
+                }
+                return Err(ProvisionError::Broker(err));
+            }
+        };
+
+        let provisioned = Provisioned {
+            broker_service_id: answer.service_id,
+            gateway_data: answer.configuration,
+            credentials: answer.credentials,
+            dashboard_url: answer.dashboard_url,
+        };
+        if let Err(e) = self.store.commit(&reservation.guid, &provisioned).await {
+            log::error!(
+                "Commit failed after the broker provisioned; deprovisioning. instance_guid={} broker={} error={e}",
+                reservation.guid,
+                plan.broker.name
+            );
+            self.mitigate_orphan(plan, request_id, &provisioned.broker_service_id)
+                .await;
+            self.release(&reservation.guid).await;
+            return Err(ProvisionError::Store(e));
+        }
+        Ok(InstanceRecord {
+            reservation,
+            state: State::Created,
+            provisioned: Some(provisioned),
+        })
+    }
+
+    async fn release(&self, guid: &str) {
+        if let Err(e) = self.store.release(guid).await {
+            log::error!("Could not release a reservation; the name stays taken until restart. instance_guid={guid} error={e}");
+        }
+    }
+
+    /// Deprovisions an instance the broker created but brokergate cannot keep. Returns whether
+    /// the broker confirmed; a failure is logged with the broker's id so an operator can act.
+    async fn mitigate_orphan(&self, plan: &Plan, request_id: &str, service_id: &str) -> bool {
+        match self
+            .brokers
+            .deprovision(&plan.broker, request_id, service_id)
+            .await
+        {
+            Ok(()) => {
+                log::warn!(
+                    "Orphan mitigated. broker={} service_id={service_id}",
+                    plan.broker.name
+                );
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "Orphan mitigation failed; the broker may still hold the instance. broker={} service_id={service_id} error={e}",
+                    plan.broker.name
+                );
+                false
+            }
+        }
+    }
+}
+
+/// `X-Broker-API-Originating-Identity: cloudfoundry <base64 {"user_id": …}>`.
+fn originating_identity(user_id: &str) -> String {
+    let json = serde_json::json!({ "user_id": user_id }).to_string();
+    format!(
+        "cloudfoundry {}",
+        base64::engine::general_purpose::STANDARD.encode(json)
+    )
+}

@@ -1,0 +1,327 @@
+//! The embedded SQLite store. WAL journal; `synchronous = FULL` by default, so a committed row
+//! survives power loss, not only a process crash. Calls run on tokio's blocking pool so a
+//! commit's fsync never stalls a proxy thread.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use serde_json::value::RawValue;
+
+use super::{InstanceRecord, Provisioned, Reservation, State, Store, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS service_instances (
+    guid              TEXT PRIMARY KEY,
+    name              TEXT NOT NULL,
+    space_guid        TEXT NOT NULL,
+    organization_guid TEXT,
+    service_plan_guid TEXT NOT NULL,
+    broker            TEXT NOT NULL,
+    broker_service_id TEXT,
+    gateway_data      TEXT,
+    credentials       TEXT,
+    dashboard_url     TEXT,
+    tags              TEXT NOT NULL,
+    creator_user_id   TEXT NOT NULL,
+    creator_email     TEXT,
+    state             TEXT NOT NULL CHECK (state IN ('reserved', 'created')),
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER,
+    UNIQUE (space_guid, name)
+);
+PRAGMA user_version = 1;
+";
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating with its schema, readable by the owner only) the database file.
+    /// `synchronous` is `full` or `normal`.
+    pub fn open(path: &Path, synchronous: &str) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| backend(format!("{}: {e}", dir.display())))?;
+        }
+        if !path.exists() {
+            create_private(path)?;
+        }
+        let conn =
+            Connection::open(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+        let sync = if synchronous == "normal" {
+            "NORMAL"
+        } else {
+            "FULL"
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+        ))
+        .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Removes reservations left by a process that died mid broker call, and returns them
+    /// so the caller can log each one: the broker may hold an instance nobody recorded.
+    pub fn recover_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        let conn = self.conn.lock().map_err(backend)?;
+        let mut stmt = conn
+            .prepare(&format!("{SELECT} WHERE state = 'reserved'"))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], row_to_record)
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        conn.execute("DELETE FROM service_instances WHERE state = 'reserved'", [])
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| r.reservation).collect())
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().map_err(backend)?;
+            f(&conn)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| backend(format!("{}: {e}", path.display())))
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+const SELECT: &str = "SELECT guid, name, space_guid, organization_guid, service_plan_guid, broker,
+    tags, creator_user_id, creator_email, created_at, state, broker_service_id, gateway_data,
+    credentials, dashboard_url FROM service_instances";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    let tags: String = row.get(6)?;
+    let state: String = row.get(10)?;
+    let raw = |i: usize| -> rusqlite::Result<Option<Box<RawValue>>> {
+        let text: Option<String> = row.get(i)?;
+        Ok(text.and_then(|t| RawValue::from_string(t).ok()))
+    };
+    let service_id: Option<String> = row.get(11)?;
+    let provisioned = match (service_id, raw(12)?, raw(13)?) {
+        (Some(broker_service_id), Some(gateway_data), Some(credentials)) => Some(Provisioned {
+            broker_service_id,
+            gateway_data,
+            credentials,
+            dashboard_url: row.get(14)?,
+        }),
+        _ => None,
+    };
+    Ok(InstanceRecord {
+        reservation: Reservation {
+            guid: row.get(0)?,
+            name: row.get(1)?,
+            space_guid: row.get(2)?,
+            organization_guid: row.get(3)?,
+            service_plan_guid: row.get(4)?,
+            broker: row.get(5)?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            creator_user_id: row.get(7)?,
+            creator_email: row.get(8)?,
+            created_at: row.get(9)?,
+        },
+        state: if state == "created" {
+            State::Created
+        } else {
+            State::Reserved
+        },
+        provisioned,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn reserve(&self, r: &Reservation) -> Result<(), StoreError> {
+        let r = r.clone();
+        self.with_conn(move |conn| {
+            let tags = serde_json::to_string(&r.tags).map_err(backend)?;
+            let inserted = conn.execute(
+                "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
+                     service_plan_guid, broker, tags, creator_user_id, creator_email, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'reserved', ?10)",
+                params![
+                    r.guid,
+                    r.name,
+                    r.space_guid,
+                    r.organization_guid,
+                    r.service_plan_guid,
+                    r.broker,
+                    tags,
+                    r.creator_user_id,
+                    r.creator_email,
+                    r.created_at
+                ],
+            );
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+                    Err(StoreError::NameTaken)
+                }
+                Err(e) => Err(backend(e)),
+            }
+        })
+        .await
+    }
+
+    async fn release(&self, guid: &str) -> Result<(), StoreError> {
+        let guid = guid.to_string();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "DELETE FROM service_instances WHERE guid = ?1 AND state = 'reserved'",
+                params![guid],
+            )
+            .map(drop)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn commit(&self, guid: &str, p: &Provisioned) -> Result<(), StoreError> {
+        let guid = guid.to_string();
+        let p = p.clone();
+        self.with_conn(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE service_instances SET state = 'created', broker_service_id = ?2,
+                         gateway_data = ?3, credentials = ?4, dashboard_url = ?5
+                     WHERE guid = ?1 AND state = 'reserved'",
+                    params![
+                        guid,
+                        p.broker_service_id,
+                        p.gateway_data.get(),
+                        p.credentials.get(),
+                        p.dashboard_url
+                    ],
+                )
+                .map_err(backend)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NoReservation(guid))
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, guid: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let guid = guid.to_string();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                &format!("{SELECT} WHERE guid = ?1"),
+                params![guid],
+                row_to_record,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reservation(guid: &str, name: &str) -> Reservation {
+        Reservation {
+            guid: guid.into(),
+            name: name.into(),
+            space_guid: "S".into(),
+            organization_guid: Some("O".into()),
+            service_plan_guid: "P".into(),
+            broker: "echo".into(),
+            tags: vec!["t".into()],
+            creator_user_id: "u".into(),
+            creator_email: None,
+            created_at: 1,
+        }
+    }
+
+    fn provisioned() -> Provisioned {
+        Provisioned {
+            broker_service_id: "svc".into(),
+            gateway_data: RawValue::from_string(r#"{"plan":"free"}"#.into()).unwrap(),
+            credentials: RawValue::from_string(r#"{"pw":"x"}"#.into()).unwrap(),
+            dashboard_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_per_space_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3"), "full").unwrap();
+        store.reserve(&reservation("g1", "n")).await.unwrap();
+        assert!(matches!(
+            store.reserve(&reservation("g2", "n")).await,
+            Err(StoreError::NameTaken)
+        ));
+        store.release("g1").await.unwrap();
+        store.reserve(&reservation("g2", "n")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn committed_rows_survive_reopen_and_reservations_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        {
+            let store = SqliteStore::open(&path, "full").unwrap();
+            store.reserve(&reservation("done", "a")).await.unwrap();
+            store.commit("done", &provisioned()).await.unwrap();
+            store.reserve(&reservation("crashed", "b")).await.unwrap();
+        }
+        let store = SqliteStore::open(&path, "full").unwrap();
+        let recovered = store.recover_reservations().unwrap();
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(recovered[0].guid, "crashed");
+        let done = store.get("done").await.unwrap().unwrap();
+        assert_eq!(done.state, State::Created);
+        assert_eq!(
+            done.provisioned.unwrap().gateway_data.get(),
+            r#"{"plan":"free"}"#
+        );
+        assert!(store.get("crashed").await.unwrap().is_none());
+        // The recovered name is free again.
+        store.reserve(&reservation("again", "b")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn commit_without_reservation_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3"), "full").unwrap();
+        assert!(matches!(
+            store.commit("nope", &provisioned()).await,
+            Err(StoreError::NoReservation(_))
+        ));
+    }
+}
