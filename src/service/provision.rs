@@ -196,3 +196,6 @@ fn originating_identity(user_id: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(json)
     )
 }
+
+#[cfg(test)]
+mod tests;

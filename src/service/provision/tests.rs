@@ -1,0 +1,344 @@
+//! The provisioning rules with in-memory ports: order of checks, what the broker receives,
+//! and that nothing half-done is left in the store or at the broker.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+
+use super::*;
+use crate::cc::request::decode;
+use crate::config::{self, Broker, Runtime};
+use crate::v1::{BrokerError, BrokerFailure, ProvisionResponse};
+
+const PLAN: &str = "6df3af55-8f97-4dbe-9d6b-098eb53d8c17";
+const SPACE: &str = "f24c6904-30e0-4559-9523-06d2d93f0c9c";
+
+fn runtime(extra: &str) -> Runtime {
+    let toml = format!(
+        r#"
+[server]
+accept_unknown_spaces = {}
+[[brokers]]
+name = "echo"
+url = "http://127.0.0.1:9"
+token = "changeechotoken"
+[[plans]]
+guid = "{PLAN}"
+broker = "echo"
+label = "echo"
+version = "1.0"
+provider = "core"
+name = "free"
+unique_id = "echo-free"
+[[spaces]]
+guid = "{SPACE}"
+organization_guid = "ORG"
+"#,
+        extra == "accept_unknown_spaces"
+    );
+    let file = config::parse(&toml, Vec::new()).unwrap();
+    Runtime::from_file(&file, &|_| None).unwrap()
+}
+
+#[derive(Default)]
+struct MemStore {
+    rows: Mutex<HashMap<String, (Reservation, Option<Provisioned>)>>,
+    fail_commit: bool,
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn reserve(&self, r: &Reservation) -> Result<(), StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        if rows
+            .values()
+            .any(|(x, _)| x.space_guid == r.space_guid && x.name == r.name)
+        {
+            return Err(StoreError::NameTaken);
+        }
+        rows.insert(r.guid.clone(), (r.clone(), None));
+        Ok(())
+    }
+    async fn release(&self, guid: &str) -> Result<(), StoreError> {
+        self.rows.lock().unwrap().remove(guid);
+        Ok(())
+    }
+    async fn commit(&self, guid: &str, p: &Provisioned) -> Result<(), StoreError> {
+        if self.fail_commit {
+            return Err(StoreError::Backend("disk full".into()));
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let row = rows
+            .get_mut(guid)
+            .ok_or(StoreError::NoReservation(guid.into()))?;
+        row.1 = Some(p.clone());
+        Ok(())
+    }
+    async fn get(&self, _guid: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[derive(Default)]
+struct FakeBroker {
+    provisions: Mutex<Vec<(String, serde_json::Value, Option<String>)>>,
+    deletes: Mutex<Vec<String>>,
+    answer: Mutex<Option<BrokerFailure>>,
+}
+
+#[async_trait]
+impl BrokerPort for FakeBroker {
+    async fn provision(
+        &self,
+        _broker: &Broker,
+        request_id: &str,
+        request: &ProvisionRequest<'_>,
+        identity: Option<&str>,
+    ) -> Result<ProvisionResponse, BrokerError> {
+        self.provisions.lock().unwrap().push((
+            request_id.into(),
+            serde_json::to_value(request).unwrap(),
+            identity.map(str::to_string),
+        ));
+        if let Some(kind) = self.answer.lock().unwrap().take() {
+            return Err(BrokerError {
+                uri: "http://127.0.0.1:9/gateway/v1/configurations".into(),
+                method: "POST",
+                kind,
+            });
+        }
+        Ok(ProvisionResponse {
+            service_id: "svc-1".into(),
+            configuration: RawValue::from_string(r#"{"plan":"free"}"#.into()).unwrap(),
+            credentials: RawValue::from_string(r#"{"user":"u"}"#.into()).unwrap(),
+            dashboard_url: Some("http://dash".into()),
+        })
+    }
+    async fn deprovision(
+        &self,
+        _b: &Broker,
+        _rid: &str,
+        service_id: &str,
+    ) -> Result<(), BrokerError> {
+        self.deletes.lock().unwrap().push(service_id.into());
+        Ok(())
+    }
+}
+
+fn writer() -> Identity {
+    Identity {
+        user_id: "uaa-id-207".into(),
+        email: Some("email-148@somedomain.com".into()),
+        scopes: vec!["cloud_controller.write".into()],
+    }
+}
+
+fn request(json: serde_json::Value) -> CreateServiceInstance {
+    decode(json.to_string().as_bytes()).unwrap()
+}
+
+fn seed() -> serde_json::Value {
+    serde_json::json!({"space_guid": SPACE, "name": "my-service-instance", "service_plan_guid": PLAN})
+}
+
+async fn run(
+    rt: &Runtime,
+    store: Arc<MemStore>,
+    broker: Arc<FakeBroker>,
+    identity: &Identity,
+    body: serde_json::Value,
+) -> Result<InstanceRecord, ProvisionError> {
+    let p = Provisioner::new(store, broker);
+    let req = request(body);
+    let plan = Provisioner::plan(rt, &req)?;
+    p.provision(rt, plan, identity, req, "rid-1", 1_421_718_743)
+        .await
+}
+
+#[tokio::test]
+async fn sends_the_enriched_v1_request_and_commits() {
+    let rt = runtime("");
+    let (store, broker) = (
+        Arc::new(MemStore::default()),
+        Arc::new(FakeBroker::default()),
+    );
+    let mut body = seed();
+    body["gateway_data"] = serde_json::json!({"size": "L"});
+    body["parameters"] = serde_json::json!({"p": 1});
+    body["tags"] = serde_json::json!(["a"]);
+    let record = run(&rt, store.clone(), broker.clone(), &writer(), body)
+        .await
+        .unwrap();
+
+    let calls = broker.provisions.lock().unwrap();
+    assert_eq!(calls.len(), 1);
+    let (rid, sent, identity) = &calls[0];
+    assert_eq!(rid, "rid-1");
+    assert_eq!(
+        sent.to_string(),
+        serde_json::json!({
+            "label": "echo-1.0", "email": "email-148@somedomain.com", "plan": "free", "version": "1.0",
+            "provider": "core", "space_guid": SPACE, "organization_guid": "ORG", "unique_id": "echo-free",
+            "name": "my-service-instance", "plan_option": {"size": "L"}, "parameters": {"p": 1}
+        })
+        .to_string()
+    );
+    // base64 of {"user_id":"uaa-id-207"}
+    assert_eq!(
+        identity.as_deref(),
+        Some("cloudfoundry eyJ1c2VyX2lkIjoidWFhLWlkLTIwNyJ9")
+    );
+
+    let rows = store.rows.lock().unwrap();
+    let (r, p) = rows.get(&record.reservation.guid).unwrap();
+    assert_eq!(r.tags, vec!["a".to_string()]);
+    assert_eq!(p.as_ref().unwrap().broker_service_id, "svc-1");
+}
+
+#[tokio::test]
+async fn checks_run_in_cloud_controller_order_without_touching_the_broker() {
+    let rt = runtime("");
+    let reader = Identity {
+        scopes: vec!["cloud_controller.read".into()],
+        ..writer()
+    };
+    let writer = writer();
+    let cases: Vec<(serde_json::Value, &Identity, &str)> = vec![
+        // Unknown plan beats bad space, scope and name.
+        (
+            serde_json::json!({"space_guid": "nope", "name": "", "service_plan_guid": "nope"}),
+            &reader,
+            "plan",
+        ),
+        // Unknown space beats scope and name.
+        (
+            serde_json::json!({"space_guid": "nope", "name": "", "service_plan_guid": PLAN}),
+            &reader,
+            "space",
+        ),
+        // Scope beats name rules.
+        (
+            serde_json::json!({"space_guid": SPACE, "name": "", "service_plan_guid": PLAN}),
+            &reader,
+            "scope",
+        ),
+        (
+            serde_json::json!({"space_guid": SPACE, "name": "  ", "service_plan_guid": PLAN}),
+            &writer,
+            "60001",
+        ),
+    ];
+    for (body, identity, want) in cases {
+        let broker = Arc::new(FakeBroker::default());
+        let err = run(
+            &rt,
+            Arc::new(MemStore::default()),
+            broker.clone(),
+            identity,
+            body,
+        )
+        .await
+        .unwrap_err();
+        let got = match &err {
+            ProvisionError::UnknownPlan => "plan",
+            ProvisionError::UnknownSpace => "space",
+            ProvisionError::InsufficientScope => "scope",
+            ProvisionError::Invalid(api) if api.code == 60001 => "60001",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, want);
+        assert!(broker.provisions.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn unknown_space_is_accepted_with_null_org_when_configured() {
+    let rt = runtime("accept_unknown_spaces");
+    let broker = Arc::new(FakeBroker::default());
+    let mut body = seed();
+    body["space_guid"] = "elsewhere".into();
+    run(
+        &rt,
+        Arc::new(MemStore::default()),
+        broker.clone(),
+        &writer(),
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        broker.provisions.lock().unwrap()[0].1["organization_guid"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_taken_name_never_reaches_the_broker() {
+    let rt = runtime("");
+    let (store, broker) = (
+        Arc::new(MemStore::default()),
+        Arc::new(FakeBroker::default()),
+    );
+    run(&rt, store.clone(), broker.clone(), &writer(), seed())
+        .await
+        .unwrap();
+    let err = run(&rt, store, broker.clone(), &writer(), seed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProvisionError::NameTaken(ref n) if n == "my-service-instance"));
+    assert_eq!(broker.provisions.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_broker_call_releases_the_name() {
+    let rt = runtime("");
+    let (store, broker) = (
+        Arc::new(MemStore::default()),
+        Arc::new(FakeBroker::default()),
+    );
+    *broker.answer.lock().unwrap() = Some(BrokerFailure::Timeout);
+    let err = run(&rt, store.clone(), broker.clone(), &writer(), seed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProvisionError::Broker(_)));
+    assert!(store.rows.lock().unwrap().is_empty());
+    assert!(broker.deletes.lock().unwrap().is_empty());
+    run(&rt, store, broker, &writer(), seed()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_answer_naming_an_instance_is_deprovisioned() {
+    let rt = runtime("");
+    let (store, broker) = (
+        Arc::new(MemStore::default()),
+        Arc::new(FakeBroker::default()),
+    );
+    *broker.answer.lock().unwrap() = Some(BrokerFailure::Malformed {
+        status: 200,
+        detail: "no credentials".into(),
+        service_id: Some("svc-9".into()),
+    });
+    run(&rt, store.clone(), broker.clone(), &writer(), seed())
+        .await
+        .unwrap_err();
+    assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-9".to_string()]);
+    assert!(store.rows.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_commit_failure_deprovisions_and_reports_the_commit_error() {
+    let rt = runtime("");
+    let store = Arc::new(MemStore {
+        fail_commit: true,
+        ..MemStore::default()
+    });
+    let broker = Arc::new(FakeBroker::default());
+    let err = run(&rt, store.clone(), broker.clone(), &writer(), seed())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProvisionError::Store(StoreError::Backend(_))));
+    assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-1".to_string()]);
+    assert!(store.rows.lock().unwrap().is_empty());
+}

@@ -1,0 +1,459 @@
+//! Proves the test-support library itself works, without the gateway binary.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::{json, Value};
+
+use support::broker::{refused_url, MockBroker, Mode, TOKEN_HEADER};
+use support::client::{self, create, create_body, send, try_send, FORM_CONTENT_TYPE};
+use support::gateway::{GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
+use support::raw::{keep_alive_pair, parse_response, pipelined, raw_exchange, raw_http};
+use support::token::{self, Claims};
+use support::upstream::MockUpstream;
+
+const T: Duration = Duration::from_secs(5);
+
+fn provision_body() -> Value {
+    json!({"label": "echo-1.0", "name": "my-echo", "plan": "free", "version": "1.0",
+           "space_guid": SPACE_GUID, "organization_guid": ORG_GUID})
+}
+
+async fn provision(broker: &MockBroker, token: &str, content_type: &str) -> client::Response {
+    let url = format!("{}/gateway/v1/configurations", broker.url());
+    let headers = [(TOKEN_HEADER, token), ("content-type", content_type)];
+    send("POST", &url, &headers, &provision_body()).await
+}
+
+async fn unprovision(broker: &MockBroker, id: &str) -> client::Response {
+    let url = format!("{}/gateway/v1/configurations/{id}", broker.url());
+    let headers = [
+        (TOKEN_HEADER, BROKER_TOKEN),
+        ("content-type", "application/json"),
+    ];
+    send("DELETE", &url, &headers, "").await
+}
+
+#[test]
+fn free_port_is_bindable_on_loopback() {
+    let port = support::free_port();
+    assert_ne!(port, 0);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port should be free");
+}
+
+#[tokio::test]
+async fn broker_ok_mode_provisions_and_records() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    assert_eq!(broker.url(), format!("http://{}", broker.addr()));
+
+    let first = provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        first.json(),
+        json!({"service_id": "svc-1", "configuration": {"plan": "free", "version": "1.0"},
+               "credentials": {"host": "127.0.0.1", "port": 5002, "name": "svc-1"},
+               "dashboard_url": "http://dashboard.example.com/svc-1"})
+    );
+    let second = provision(&broker, BROKER_TOKEN, "application/json; charset=utf-8").await;
+    assert_eq!(second.json()["service_id"], "svc-2");
+
+    assert_eq!(broker.provision_count(), 2);
+    assert_eq!(broker.issued_ids(), vec!["svc-1", "svc-2"]);
+    let req = &broker.requests()[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/gateway/v1/configurations");
+    assert_eq!(req.header(TOKEN_HEADER).as_deref(), Some(BROKER_TOKEN));
+    assert_eq!(req.json(), provision_body());
+}
+
+#[tokio::test]
+async fn broker_checks_content_type_and_token_and_records_rejects() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let bad_token = provision(&broker, "wrong", "application/json").await;
+    assert_eq!(bad_token.status, 401);
+    assert_eq!(
+        bad_token.json(),
+        json!({"code": 30100, "description": "Not authorized"})
+    );
+    let bad_type = provision(&broker, BROKER_TOKEN, FORM_CONTENT_TYPE).await;
+    assert_eq!(bad_type.status, 400);
+    assert_eq!(
+        bad_type.json(),
+        json!({"code": 30000, "description": "Invalid Content-Type"})
+    );
+    assert_eq!(broker.provision_count(), 2);
+    assert!(broker.issued_ids().is_empty());
+
+    let other = send("GET", &format!("{}/nope?x=1", broker.url()), &[], "").await;
+    assert_eq!(other.status, 404);
+    assert_eq!(broker.requests()[2].path, "/nope?x=1");
+}
+
+#[tokio::test]
+async fn broker_json_and_raw_modes() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    broker.set_mode(Mode::error(500, 12345, "This is what really happened."));
+    let r = provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["code"], 12345);
+
+    broker.set_mode(Mode::Json(200, json!({"service_id": 5})));
+    let r = provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert_eq!((r.status, r.json()), (200, json!({"service_id": 5})));
+
+    broker.set_mode(Mode::raw(502, "<html>bad gateway</html>", "text/html"));
+    let r = provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), "<html>bad gateway</html>");
+    assert_eq!(r.header("content-type").as_deref(), Some("text/html"));
+
+    broker.set_mode(Mode::raw(200, "not json", ""));
+    let r = provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert_eq!((r.status, r.text()), (200, "not json".to_string()));
+    assert_eq!(r.header("content-type"), None);
+}
+
+#[tokio::test]
+async fn broker_delete_modes_and_counts() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let r = unprovision(&broker, "svc-9").await;
+    assert_eq!((r.status, r.json()), (200, json!({})));
+
+    broker.set_delete_mode(Mode::error(404, 30500, "not found"));
+    let r = unprovision(&broker, "svc-10").await;
+    assert_eq!(r.status, 404);
+
+    assert_eq!(broker.delete_count(), 2);
+    assert_eq!(broker.provision_count(), 0);
+    assert_eq!(broker.deleted_ids(), vec!["svc-9", "svc-10"]);
+    assert!(broker.wait_for_deletes(2, T).await);
+    assert!(!broker.wait_for_deletes(3, Duration::from_millis(100)).await);
+}
+
+#[tokio::test]
+async fn broker_delay_hang_close_reset() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    broker.set_mode(Mode::Delay(Duration::from_millis(300)));
+    let started = Instant::now();
+    let r = provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.json()["service_id"], "svc-1");
+
+    broker.set_mode(Mode::Hang);
+    let url = format!("{}/gateway/v1/configurations", broker.url());
+    let headers = [
+        (TOKEN_HEADER, BROKER_TOKEN),
+        ("content-type", "application/json"),
+    ];
+    let hung = tokio::time::timeout(
+        Duration::from_millis(300),
+        try_send("POST", &url, &headers, &provision_body()),
+    )
+    .await;
+    assert!(hung.is_err(), "hang mode must not answer");
+
+    for mode in [Mode::CloseConnection, Mode::Reset] {
+        broker.set_mode(mode.clone());
+        let r = try_send("POST", &url, &headers, &provision_body()).await;
+        assert!(r.is_err(), "{mode:?} must fail the request, got {r:?}");
+    }
+    assert_eq!(broker.provision_count(), 4, "all four were recorded");
+}
+
+#[tokio::test]
+async fn dropping_broker_stops_it_and_frees_hung_connections() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    broker.set_mode(Mode::Hang);
+    let addr = broker.addr();
+    let request = b"POST /gateway/v1/configurations HTTP/1.1\r\nhost: x\r\n\
+content-type: application/json\r\nx-vcap-service-token: changeechotoken\r\n\
+content-length: 2\r\n\r\n{}";
+    let hung = tokio::spawn(raw_http(addr, request, Duration::from_secs(10)));
+    assert!(broker.wait_for_provisions(1, T).await);
+    drop(broker);
+
+    let started = Instant::now();
+    let got = hung.await.unwrap();
+    assert!(got.is_empty(), "no answer expected, got {got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "connection closed on drop"
+    );
+    let refused = support::wait_until_async(T, || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(refused, "listener must be gone after drop");
+}
+
+#[tokio::test]
+async fn refused_url_refuses() {
+    let err = try_send("GET", &refused_url(), &[], "").await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+}
+
+#[tokio::test]
+async fn upstream_answers_and_records() {
+    let upstream = MockUpstream::start().await;
+    let r = send(
+        "PUT",
+        &format!("{}/v2/apps/1?inline-relations-depth=1", upstream.url()),
+        &[("x-first", "1"), ("x-second", "Two Words")],
+        "payload",
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"from": "upstream", "method": "PUT", "path": "/v2/apps/1?inline-relations-depth=1"})
+    );
+    let info = client::get(&format!("{}/v2/info", upstream.url()), None).await;
+    assert_eq!(info.json(), support::upstream::info_body());
+
+    let reqs = upstream.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].body, b"payload");
+    assert_eq!(reqs[0].header("X-Second").as_deref(), Some("Two Words"));
+    let names: Vec<&str> = reqs[0].headers.iter().map(|(k, _)| k.as_str()).collect();
+    let first = names.iter().position(|n| *n == "x-first").unwrap();
+    let second = names.iter().position(|n| *n == "x-second").unwrap();
+    assert!(first < second, "headers keep received order: {names:?}");
+    assert!(
+        reqs[1].header("content-length").is_none(),
+        "GET has no body"
+    );
+
+    upstream.set_reply(Some((404, json!({"code": 10000}))));
+    let r = client::get(&upstream.url(), None).await;
+    assert_eq!((r.status, r.json()), (404, json!({"code": 10000})));
+}
+
+#[tokio::test]
+async fn create_sends_like_the_seed_curl() {
+    let upstream = MockUpstream::start().await;
+    let r = create(&upstream.url(), Some("tok"), &create_body("x")).await;
+    assert_eq!(r.json()["path"], "/v2/service_instances");
+    let req = &upstream.requests()[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.header("authorization").as_deref(), Some("bearer tok"));
+    assert_eq!(
+        req.header("content-type").as_deref(),
+        Some(FORM_CONTENT_TYPE)
+    );
+    assert_eq!(req.json()["service_plan_guid"], PLAN_GUID);
+
+    create(&upstream.url(), None, "{not json").await;
+    let req = &upstream.requests()[1];
+    assert_eq!(req.header("authorization"), None);
+    assert_eq!(req.body, b"{not json");
+}
+
+#[tokio::test]
+async fn raw_helpers_exchange_keep_alive_and_pipeline() {
+    let upstream = MockUpstream::start().await;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+
+    let one = raw_exchange(upstream.addr(), &get("/a"), T).await.unwrap();
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["path"], "/a");
+
+    let (a, b) = keep_alive_pair(upstream.addr(), &get("/first"), &get("/second"), T).await;
+    assert_eq!(a.unwrap().json()["path"], "/first");
+    assert_eq!(b.unwrap().json()["path"], "/second");
+
+    let both = [get("/p1"), get("/p2")].concat();
+    let responses = pipelined(upstream.addr(), &both, 2, T).await;
+    let paths: Vec<Value> = responses.iter().map(|r| r.json()["path"].clone()).collect();
+    assert_eq!(paths, vec![json!("/p1"), json!("/p2")]);
+
+    let closing = b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let bytes = raw_http(upstream.addr(), closing, T).await;
+    assert!(bytes.starts_with(b"HTTP/1.1 200"), "{bytes:?}");
+}
+
+#[test]
+fn parse_response_handles_framing() {
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nHTTP/1.1";
+    let (r, used) = parse_response(chunked, false).unwrap().unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
+    assert_eq!(&chunked[used..], b"HTTP/1.1");
+
+    let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab";
+    assert!(parse_response(partial, false).unwrap().is_none());
+    let until_close = b"HTTP/1.0 502 Bad Gateway\r\n\r\n<html>";
+    assert!(parse_response(until_close, false).unwrap().is_none());
+    let (r, _) = parse_response(until_close, true).unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.reason.as_str(), r.text()),
+        (502, "Bad Gateway", "<html>".into())
+    );
+    assert!(parse_response(b"SSH-2.0\r\n\r\n", true).is_err());
+}
+
+fn hs256_validation() -> Validation {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&["cloud_controller"]);
+    v
+}
+
+#[test]
+fn token_default_claims_decode_with_jsonwebtoken() {
+    let tok = token::valid_token();
+    let key = DecodingKey::from_secret(token::DEFAULT_SECRET.as_bytes());
+    let data = decode::<Value>(&tok, &key, &hs256_validation()).unwrap();
+    let c = data.claims;
+    assert_eq!(c["user_id"], "uaa-id-207");
+    assert_eq!(c["email"], "email-148@somedomain.com");
+    assert_eq!(c["scope"], json!(["cloud_controller.admin"]));
+    assert_eq!(c["aud"], json!(["cloud_controller"]));
+    assert_eq!(c["client_id"], "cf");
+    assert!(c["exp"].as_i64().unwrap() > token::now() + 500);
+    assert!(uuid::Uuid::parse_str(c["jti"].as_str().unwrap()).is_ok());
+
+    let other = Claims::new().sign_with_secret("othersecret");
+    assert!(decode::<Value>(&other, &key, &hs256_validation()).is_err());
+}
+
+#[test]
+fn token_claims_overrides_and_removal() {
+    let c = Claims::new()
+        .patch(json!({"email": null, "user_id": "u-1"}))
+        .remove("jti")
+        .set("exp", "9999999999")
+        .scopes(&["cloud_controller.read"]);
+    let v = c.value();
+    assert!(v.get("email").is_none() && v.get("jti").is_none());
+    assert_eq!(v["user_id"], "u-1");
+    assert_eq!(v["exp"], "9999999999");
+    assert_eq!(v["scope"], json!(["cloud_controller.read"]));
+    assert_eq!(Claims::empty().value(), &json!({}));
+
+    let expired = Claims::new().expires_in(-600).sign();
+    let key = DecodingKey::from_secret(b"tokensecret");
+    assert!(decode::<Value>(&expired, &key, &hs256_validation()).is_err());
+}
+
+#[test]
+fn token_rs256_and_es256_verify_with_checked_in_public_keys() {
+    let claims = token::default_claims();
+    let rsa_pem = std::fs::read(token::rsa_public_key_path()).unwrap();
+    let ec_pem = std::fs::read(token::ec_public_key_path()).unwrap();
+
+    let rs = token::sign_rs256(&claims, Some("key-1"));
+    assert_eq!(decode_header(&rs).unwrap().kid.as_deref(), Some("key-1"));
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_audience(&["cloud_controller"]);
+    let rsa_key = DecodingKey::from_rsa_pem(&rsa_pem).unwrap();
+    decode::<Value>(&rs, &rsa_key, &v).unwrap();
+    let wrong = token::sign_rs256_other_key(&claims, None);
+    assert!(decode::<Value>(&wrong, &rsa_key, &v).is_err());
+
+    let es = Claims::new().sign_es256(None);
+    assert_eq!(decode_header(&es).unwrap().alg, Algorithm::ES256);
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&["cloud_controller"]);
+    decode::<Value>(&es, &DecodingKey::from_ec_pem(&ec_pem).unwrap(), &v).unwrap();
+}
+
+#[test]
+fn token_raw_builders() {
+    assert_eq!(token::b64url(b""), "");
+    assert_eq!(token::b64url(b"f"), "Zg");
+    assert_eq!(token::b64url(b"fo"), "Zm8");
+    assert_eq!(token::b64url(b"foo"), "Zm9v");
+    assert_eq!(token::b64url(&[0xfb, 0xff]), "-_8");
+
+    let none = token::alg_none_token(&json!({"user_id": "x"}));
+    assert!(none.ends_with('.'));
+    assert_eq!(
+        decode_header(&none).ok().map(|h| h.alg),
+        None,
+        "alg none is not an Algorithm"
+    );
+
+    // A correct HMAC over hand-written JSON text is accepted by jsonwebtoken.
+    let payload = token::default_claims().to_string();
+    let tok = token::raw_hs256(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, "tokensecret");
+    let key = DecodingKey::from_secret(b"tokensecret");
+    decode::<Value>(&tok, &key, &hs256_validation()).unwrap();
+
+    let same = token::sign_hs256(&token::default_claims(), "tokensecret");
+    assert_eq!(same.split('.').count(), 3);
+    let forged = token::raw_token(r#"{"alg":"HS256"}"#, "{}", "AAAA");
+    assert!(forged.starts_with("eyJhbGciOiJIUzI1NiJ9.e30.AAAA"));
+}
+
+#[test]
+fn gateway_config_renders_the_contract_toml() {
+    let cfg = GatewayConfig::new("http://127.0.0.1:9001")
+        .upstream("http://127.0.0.1:9000")
+        .broker_timeout_seconds(2)
+        .max_body_bytes(1024)
+        .accept_unknown_spaces(true)
+        .public_key_files(vec![token::rsa_public_key_path()])
+        .issuer("uaa")
+        .broker_token_env("ECHO_BROKER_TOKEN")
+        .env("ECHO_BROKER_TOKEN", "t")
+        .extra_toml("[[spaces]]\nguid = \"s2\"\norganization_guid = \"o2\"");
+    let text = cfg.render("127.0.0.1:4567".parse().unwrap());
+    let parsed: Value = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap();
+    assert_eq!(parsed["server"]["listen"], "127.0.0.1:4567");
+    assert_eq!(parsed["server"]["max_body_bytes"], 1024);
+    assert_eq!(parsed["server"]["accept_unknown_spaces"], true);
+    assert_eq!(parsed["server"]["grace_period_seconds"], 1);
+    assert_eq!(parsed["auth"]["audience"], "cloud_controller");
+    assert_eq!(parsed["auth"]["issuer"], "uaa");
+    assert_eq!(parsed["auth"]["symmetric_secrets"], json!(["tokensecret"]));
+    assert_eq!(
+        parsed["auth"]["public_key_files"][0],
+        token::rsa_public_key_path().to_string_lossy().as_ref()
+    );
+    assert_eq!(
+        parsed["store"]["sqlite_path"],
+        cfg.sqlite_path().to_string_lossy().as_ref()
+    );
+    assert_eq!(parsed["upstream"]["url"], "http://127.0.0.1:9000");
+    let broker = &parsed["brokers"][0];
+    assert_eq!(broker["name"], "echo");
+    assert_eq!(broker["token_env"], "ECHO_BROKER_TOKEN");
+    assert!(broker.get("token").is_none());
+    assert_eq!(broker["timeout_seconds"], 2);
+    assert_eq!(broker["connect_timeout_seconds"], 5);
+    assert_eq!(parsed["plans"][0]["guid"], PLAN_GUID);
+    assert_eq!(parsed["plans"][0]["unique_id"], "echo-free");
+    assert_eq!(parsed["spaces"][0]["guid"], SPACE_GUID);
+    assert_eq!(parsed["spaces"][0]["organization_guid"], ORG_GUID);
+    assert_eq!(parsed["spaces"][1]["guid"], "s2");
+
+    let plain = GatewayConfig::new("http://b").render("127.0.0.1:1".parse().unwrap());
+    assert!(!plain.contains("[upstream]"));
+    assert!(plain.contains("token = \"changeechotoken\""));
+    assert!(plain.contains("issuer = \"\""));
+    // Clones share the directory, hence the store.
+    assert_eq!(cfg.clone().sqlite_path(), cfg.sqlite_path());
+}
+
+#[tokio::test]
+async fn close_sends_fin_and_reset_sends_rst() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let request = b"POST /gateway/v1/configurations HTTP/1.1\r\nhost: x\r\n\
+content-type: application/json\r\nx-vcap-service-token: changeechotoken\r\n\
+content-length: 2\r\n\r\n{}";
+    broker.set_mode(Mode::CloseConnection);
+    let err = raw_exchange(broker.addr(), request, T).await.unwrap_err();
+    assert!(err.contains("closed"), "{err}");
+    broker.set_mode(Mode::Reset);
+    let err = raw_exchange(broker.addr(), request, T).await.unwrap_err();
+    assert!(err.contains("reset"), "{err}");
+}
