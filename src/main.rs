@@ -9,6 +9,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Pingora's trace level dumps raw request headers (bearer and broker tokens): never go there.
+    if log::max_level() > log::LevelFilter::Debug {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

@@ -10,6 +10,8 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use super::wire::{interpret_failure, interpret_provision};
 use super::{BrokerError, BrokerFailure, ProvisionRequest, ProvisionResponse, CONFIGURATIONS_PATH};
 use crate::config::Broker;
@@ -19,6 +21,13 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// How long an idle pooled broker connection is kept. Short, so a broker's own keep-alive
 /// timeout (often 5 s or more) rarely closes a connection we are about to reuse.
 const POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// Everything but RFC 3986 unreserved characters is escaped in the service id's path segment.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub struct V1Client {
     connector: Connector,
@@ -77,7 +86,7 @@ impl V1Client {
         request_id: &str,
         service_id: &str,
     ) -> Result<(), BrokerError> {
-        let encoded: String = url::form_urlencoded::byte_serialize(service_id.as_bytes()).collect();
+        let encoded = utf8_percent_encode(service_id, PATH_SEGMENT).to_string();
         let path = format!("{}{CONFIGURATIONS_PATH}/{encoded}", broker.target.base_path);
         let fail = |kind| BrokerError {
             uri: format!(
@@ -98,8 +107,10 @@ impl V1Client {
         }
     }
 
-    /// One request under the broker's whole-response deadline. A pooled connection the broker
-    /// closed while idle is retried once on a fresh one: nothing reached the broker.
+    /// One request under the broker's whole-response deadline. A DELETE that failed on a
+    /// pooled connection is retried once on a fresh one (it is idempotent). A POST never is:
+    /// the broker may have read it before the connection broke, and a replay could provision
+    /// twice.
     async fn exchange(
         &self,
         broker: &Broker,
@@ -122,7 +133,9 @@ impl V1Client {
                 )
                 .map_err(|e| BrokerFailure::Unreachable(e.to_string()))?;
                 match self.once(broker, header, body.clone()).await {
-                    Err((e, reused)) if reused && !retried && stale_connection(&e) => {
+                    Err((e, reused))
+                        if method == "DELETE" && reused && !retried && stale_connection(&e) =>
+                    {
                         retried = true
                     }
                     Err((e, _)) => return Err(failure_of(&e)),

@@ -1,0 +1,380 @@
+//! Every instance is recorded, nothing is lost (issue #2 §5): names are reserved before the
+//! broker call, a 201 survives `kill -9`, a crash mid-call leaves nothing held after restart,
+//! and a commit failure after the broker provisioned is deprovisioned.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use support::broker::{MockBroker, Mode, CONFIGURATIONS_PATH, TOKEN_HEADER};
+use support::client::{create, create_body, Response};
+use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
+use support::token;
+
+const T: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn db(config: &GatewayConfig) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(config.sqlite_path()).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn
+}
+
+/// One row of `service_instances`, as the tests look at it.
+#[derive(Debug, Clone)]
+struct Row {
+    guid: String,
+    name: String,
+    space_guid: String,
+    organization_guid: Option<String>,
+    service_plan_guid: String,
+    broker: String,
+    broker_service_id: Option<String>,
+    gateway_data: Option<String>,
+    credentials: Option<String>,
+    dashboard_url: Option<String>,
+    creator_user_id: String,
+    state: String,
+}
+
+fn select_rows(config: &GatewayConfig, filter: &str, arg: &str) -> Vec<Row> {
+    let conn = db(config);
+    let sql = format!(
+        "SELECT guid, name, space_guid, organization_guid, service_plan_guid, broker,
+                broker_service_id, gateway_data, credentials, dashboard_url, creator_user_id, state
+         FROM service_instances WHERE {filter} ORDER BY created_at, guid"
+    );
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(Row {
+            guid: r.get(0)?,
+            name: r.get(1)?,
+            space_guid: r.get(2)?,
+            organization_guid: r.get(3)?,
+            service_plan_guid: r.get(4)?,
+            broker: r.get(5)?,
+            broker_service_id: r.get(6)?,
+            gateway_data: r.get(7)?,
+            credentials: r.get(8)?,
+            dashboard_url: r.get(9)?,
+            creator_user_id: r.get(10)?,
+            state: r.get(11)?,
+        })
+    };
+    let rows = if filter.contains("?1") {
+        stmt.query_map([arg], map).unwrap()
+    } else {
+        stmt.query_map([], map).unwrap()
+    };
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+fn rows_named(config: &GatewayConfig, name: &str) -> Vec<Row> {
+    select_rows(config, "name = ?1", name)
+}
+
+fn reserved_rows(config: &GatewayConfig) -> Vec<Row> {
+    select_rows(config, "state = 'reserved'", "")
+}
+
+fn row_by_guid(config: &GatewayConfig, guid: &str) -> Option<Row> {
+    select_rows(config, "guid = ?1", guid).pop()
+}
+
+async fn create_named(gw: &Gateway, name: &str) -> Response {
+    create(&gw.url(), Some(&token::valid_token()), create_body(name)).await
+}
+
+fn name_taken_body(name: &str) -> Value {
+    json!({
+        "code": 60002,
+        "description": format!("The service instance name is taken: {name}"),
+        "error_code": "CF-ServiceInstanceNameTaken",
+    })
+}
+
+fn assert_name_taken(resp: &Response, name: &str) {
+    assert_eq!(resp.status, 400, "{resp:?}");
+    assert_eq!(resp.json(), name_taken_body(name), "{resp:?}");
+}
+
+fn logs(gw: &Gateway) -> String {
+    format!("{}\n{}", gw.stderr(), gw.stdout())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency
+
+#[tokio::test]
+async fn twenty_concurrent_creates_of_one_name_make_one_broker_call() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    broker.set_mode(Mode::Delay(Duration::from_millis(300)));
+    let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let name = "contended-name";
+    let url = gw.url();
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                create(&url, Some(&token::valid_token()), create_body(name)).await
+            })
+        })
+        .collect();
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(tokio::time::timeout(T * 3, task).await.unwrap().unwrap());
+    }
+    let elapsed = started.elapsed();
+
+    let created: Vec<&Response> = responses.iter().filter(|r| r.status == 201).collect();
+    let taken: Vec<&Response> = responses.iter().filter(|r| r.status == 400).collect();
+    assert_eq!(created.len(), 1, "exactly one 201: {responses:#?}");
+    assert_eq!(taken.len(), 19, "nineteen 400s: {responses:#?}");
+    for r in &taken {
+        assert_name_taken(r, name);
+    }
+    assert_eq!(
+        broker.provision_count(),
+        1,
+        "one broker call: {:#?}",
+        broker.provision_requests()
+    );
+    assert_eq!(broker.delete_count(), 0);
+
+    let winner = created[0].json();
+    let rows = rows_named(gw.config(), name);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].guid, winner["metadata"]["guid"]);
+    assert_eq!(rows[0].state, "created");
+    assert!(reserved_rows(gw.config()).is_empty());
+    println!("20 concurrent creates answered in {elapsed:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes
+
+#[tokio::test]
+async fn kill9_right_after_a_201_keeps_the_committed_record() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let mut gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let name = "survives-kill9";
+
+    let resp = create_named(&gw, name).await;
+    assert_eq!(resp.status, 201, "{resp:?}");
+    let status = gw.kill9();
+    assert!(!status.success(), "killed, not exited: {status:?}");
+    let body = resp.json();
+    let guid = body["metadata"]["guid"].as_str().unwrap().to_string();
+
+    let row = row_by_guid(gw.config(), &guid).expect("the 201's row must be in the store");
+    let issued = broker.issued_ids();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(row.state, "created");
+    assert_eq!(row.name, name);
+    assert_eq!(row.space_guid, SPACE_GUID);
+    assert_eq!(row.organization_guid.as_deref(), Some(ORG_GUID));
+    assert_eq!(row.service_plan_guid, PLAN_GUID);
+    assert_eq!(row.broker, "echo");
+    assert_eq!(row.creator_user_id, token::DEFAULT_USER_ID);
+    assert_eq!(row.broker_service_id.as_deref(), Some(issued[0].as_str()));
+    let stored_credentials: Value =
+        serde_json::from_str(row.credentials.as_deref().unwrap()).unwrap();
+    let stored_gateway_data: Value =
+        serde_json::from_str(row.gateway_data.as_deref().unwrap()).unwrap();
+    assert_eq!(stored_credentials, body["entity"]["credentials"]);
+    assert_eq!(stored_gateway_data, body["entity"]["gateway_data"]);
+    assert_eq!(
+        stored_credentials,
+        json!({"host": "127.0.0.1", "port": 5002, "name": issued[0]})
+    );
+    assert_eq!(
+        stored_gateway_data,
+        json!({"plan": "free", "version": "1.0"})
+    );
+    assert_eq!(
+        row.dashboard_url.as_deref(),
+        Some(format!("http://dashboard.example.com/{}", issued[0]).as_str())
+    );
+    assert!(reserved_rows(gw.config()).is_empty());
+
+    // A new gateway on the same store still holds the name.
+    let restarted = Gateway::start(gw.config().clone()).await;
+    let again = create_named(&restarted, name).await;
+    assert_name_taken(&again, name);
+    assert_eq!(broker.provision_count(), 1, "a taken name is not sent");
+    assert_eq!(rows_named(restarted.config(), name).len(), 1);
+}
+
+#[tokio::test]
+async fn a_reservation_left_by_a_crash_mid_call_is_released_at_the_next_start() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    broker.set_mode(Mode::Hang);
+    let mut gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let name = "crashed-mid-call";
+
+    let url = gw.url();
+    let pending = tokio::spawn(async move {
+        tokio::time::timeout(
+            T,
+            support::client::try_send(
+                "POST",
+                &format!("{url}/v2/service_instances"),
+                &[
+                    ("authorization", &format!("bearer {}", token::valid_token())),
+                    ("content-type", "application/json"),
+                ],
+                create_body(name),
+            ),
+        )
+        .await
+    });
+    assert!(
+        broker.wait_for_provisions(1, T).await,
+        "the broker never saw the provision call"
+    );
+    gw.kill9();
+    // The client sees the connection die (or at worst its own timeout); it never got a 201.
+    let outcome = tokio::time::timeout(T * 2, pending).await.unwrap().unwrap();
+    if let Ok(Ok(resp)) = &outcome {
+        panic!("a killed gateway answered: {resp:?}");
+    }
+
+    let reserved = reserved_rows(gw.config());
+    assert_eq!(reserved.len(), 1, "{reserved:?}");
+    assert_eq!(reserved[0].name, name);
+    assert!(reserved[0].broker_service_id.is_none());
+    let guid = reserved[0].guid.clone();
+
+    broker.set_mode(Mode::Ok);
+    let restarted = Gateway::start(gw.config().clone()).await;
+    assert!(
+        reserved_rows(restarted.config()).is_empty(),
+        "the next start must resolve the reservation"
+    );
+    assert!(rows_named(restarted.config(), name).is_empty());
+    // The operator learns which reservation was dropped (the broker may hold an instance).
+    let logged = support::wait_until(T, || {
+        let l = logs(&restarted);
+        l.contains(&guid) || l.contains(name)
+    })
+    .await;
+    assert!(
+        logged,
+        "the released reservation {guid} ({name}) is not in the new gateway's logs:\n{}",
+        logs(&restarted)
+    );
+
+    let resp = create_named(&restarted, name).await;
+    assert_eq!(resp.status, 201, "{resp:?}");
+    let rows = rows_named(restarted.config(), name);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "created");
+    assert_ne!(rows[0].guid, guid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commit failure
+
+#[tokio::test]
+async fn a_commit_failure_after_the_broker_provisioned_is_deprovisioned() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let name = "commit-fails";
+
+    // The gateway created the schema at start; make every commit of a create fail.
+    db(gw.config())
+        .execute_batch(
+            "CREATE TRIGGER fail_commit BEFORE UPDATE ON service_instances
+             WHEN NEW.state = 'created'
+             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+
+    let resp = create_named(&gw, name).await;
+    assert_eq!(resp.status, 500, "{resp:?}");
+    assert_eq!(
+        resp.header("content-type").as_deref(),
+        Some("application/json;charset=utf-8")
+    );
+    assert_eq!(
+        resp.json(),
+        json!({"code": 10001, "description": "An unknown error occurred.", "error_code": "UnknownError"})
+    );
+    assert!(!resp.text().contains("injected"), "{resp:?}");
+
+    let issued = broker.issued_ids();
+    assert_eq!(issued.len(), 1, "the broker provisioned once");
+    assert!(broker.wait_for_deletes(1, T).await, "no DELETE arrived");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deletes = broker.delete_requests();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    let delete = &deletes[0];
+    assert_eq!(delete.path, format!("{CONFIGURATIONS_PATH}/{}", issued[0]));
+    assert_eq!(delete.header(TOKEN_HEADER).as_deref(), Some(BROKER_TOKEN));
+    assert_eq!(
+        delete.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        delete.header("x-vcap-request-id"),
+        broker.provision_requests()[0].header("x-vcap-request-id")
+    );
+
+    let rows = rows_named(gw.config(), name);
+    assert!(rows.is_empty(), "neither reserved nor created: {rows:?}");
+
+    db(gw.config())
+        .execute_batch("DROP TRIGGER fail_commit;")
+        .unwrap();
+    let retry = create_named(&gw, name).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    let rows = rows_named(gw.config(), name);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "created");
+    assert_eq!(rows[0].broker_service_id.as_deref(), Some("svc-2"));
+    assert_eq!(broker.delete_count(), 1);
+    assert!(!logs(&gw).contains(BROKER_TOKEN), "token in logs");
+}
+
+#[tokio::test]
+async fn a_commit_failure_whose_deprovision_fails_still_frees_the_name() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    broker.set_delete_mode(Mode::error(500, 30500, "cannot delete now"));
+    let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let name = "commit-and-delete-fail";
+    db(gw.config())
+        .execute_batch(
+            "CREATE TRIGGER fail_commit BEFORE UPDATE ON service_instances
+             WHEN NEW.state = 'created'
+             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+
+    let resp = create_named(&gw, name).await;
+    // CC re-raises the save error, not the deprovision error.
+    assert_eq!(resp.status, 500, "{resp:?}");
+    assert_eq!(resp.json()["error_code"], "UnknownError");
+    assert_eq!(broker.delete_count(), 1);
+    assert!(rows_named(gw.config(), name).is_empty());
+    // The broker's id is logged so an operator can clean up by hand.
+    let issued = broker.issued_ids();
+    assert!(
+        support::wait_until(T, || logs(&gw).contains(&issued[0])).await,
+        "the orphaned service_id {} is not logged:\n{}",
+        issued[0],
+        logs(&gw)
+    );
+
+    db(gw.config())
+        .execute_batch("DROP TRIGGER fail_commit;")
+        .unwrap();
+    let retry = create_named(&gw, name).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+}
