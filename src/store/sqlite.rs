@@ -2,7 +2,7 @@
 //! survives power loss, not only a process crash. Calls run on tokio's blocking pool so a
 //! commit's fsync never stalls a proxy thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -35,7 +35,10 @@ PRAGMA user_version = 1;
 ";
 
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    synchronous: &'static str,
+    /// Opened on first use, so no SQLite connection is carried across the fork of daemon mode.
+    conn: Arc<Mutex<Option<Connection>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -43,7 +46,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating with its schema, readable by the owner only) the database file.
+    /// Prepares the database file: created readable by the owner only, with its schema.
     /// `synchronous` is `full` or `normal`.
     pub fn open(path: &Path, synchronous: &str) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -52,27 +55,27 @@ impl SqliteStore {
         if !path.exists() {
             create_private(path)?;
         }
-        let conn =
-            Connection::open(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
-        let sync = if synchronous == "normal" {
-            "NORMAL"
-        } else {
-            "FULL"
+        let store = SqliteStore {
+            path: path.to_path_buf(),
+            synchronous: if synchronous == "normal" {
+                "NORMAL"
+            } else {
+                "FULL"
+            },
+            conn: Arc::new(Mutex::new(None)),
         };
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
-        ))
-        .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        store.connect()?.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        connect(&self.path, self.synchronous)
     }
 
     /// Removes reservations left by a process that died mid broker call, and returns them
     /// so the caller can log each one: the broker may hold an instance nobody recorded.
     pub fn recover_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
-        let conn = self.conn.lock().map_err(backend)?;
+        let conn = self.connect()?;
         let mut stmt = conn
             .prepare(&format!("{SELECT} WHERE state = 'reserved'"))
             .map_err(backend)?;
@@ -90,14 +93,27 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
+        let (slot, path, sync) = (self.conn.clone(), self.path.clone(), self.synchronous);
         tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(backend)?;
-            f(&conn)
+            let mut guard = slot.lock().map_err(backend)?;
+            let conn = match &mut *guard {
+                Some(conn) => conn,
+                empty @ None => empty.insert(connect(&path, sync)?),
+            };
+            f(conn)
         })
         .await
         .map_err(backend)?
     }
+}
+
+fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+    ))
+    .map_err(backend)?;
+    Ok(conn)
 }
 
 #[cfg(unix)]
