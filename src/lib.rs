@@ -2,12 +2,17 @@
 //! legacy v1 service brokers, on pingora. `main.rs` only wires these rooms together.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod admin;
 pub mod auth;
 pub mod cc;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod logging;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;

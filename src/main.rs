@@ -1,40 +1,29 @@
 //! Wiring only: parse the command line, then hand over to the library.
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use brokergate::cli::{Cli, Command};
-use brokergate::{config, demo, server};
+use brokergate::config::{self, LogSection};
+use brokergate::{demo, logging, server};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    // Pingora's trace level dumps raw request headers (bearer and broker tokens): never go there.
-    if log::max_level() > log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Debug);
-    }
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
         Command::Run {
             config,
             upgrade,
             daemon,
-        } => config::load_runtime(&config)
-            .map_err(|e| format!("{}: {e}", config.display()))
-            .and_then(|rt| server::build(rt, &server::RunOptions { upgrade, daemon }))
-            .map(|s| s.run_forever()),
-        Command::CheckConfig { config } => config::load_runtime(&config)
-            .map(|rt| {
-                println!(
-                    "{}: ok ({} brokers, {} plans, {} spaces)",
-                    config.display(),
-                    rt.brokers.len(),
-                    rt.plan_count(),
-                    rt.space_count()
-                )
-            })
-            .map_err(|e| format!("{}: {e}", config.display())),
-        Command::Demo => demo::run(),
+        } => run(&config, upgrade, daemon),
+        Command::CheckConfig { config } => {
+            logging::init(&LogSection::default());
+            check(&config)
+        }
+        Command::Demo => {
+            logging::init(&LogSection::default());
+            demo::run()
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,4 +32,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(path: &Path, upgrade: bool, daemon: bool) -> Result<(), String> {
+    let (rt, hash) =
+        config::load_with_hash(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    logging::init(&rt.log);
+    let opts = server::RunOptions {
+        upgrade,
+        daemon,
+        config: Some((path.to_path_buf(), hash)),
+    };
+    server::build(rt, &opts)?.run_forever()
+}
+
+fn check(path: &Path) -> Result<(), String> {
+    let rt = config::load_runtime(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "{}: ok ({} brokers, {} plans, {} spaces)",
+        path.display(),
+        rt.brokers.len(),
+        rt.plan_count(),
+        rt.space_count()
+    );
+    Ok(())
 }

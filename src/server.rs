@@ -1,15 +1,21 @@
 //! Builds and runs the pingora server: opens the store (resolving reservations a crash left
-//! behind), wires the gateway service, and applies brokergate's own shutdown timing.
+//! behind), wires the gateway, the admin listener and hot reload, and applies brokergate's own
+//! shutdown timing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::background::background_service;
 
+use crate::admin::{self, AdminService, AdminState};
 use crate::config::Runtime;
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::reload::{self, ReloadService, Reloader};
 use crate::service::Provisioner;
 use crate::store::SqliteStore;
 use crate::v1::V1Client;
@@ -19,6 +25,8 @@ use crate::v1::V1Client;
 pub struct RunOptions {
     pub upgrade: bool,
     pub daemon: bool,
+    /// The file the configuration came from, with its hash; `None` disables reloads.
+    pub config: Option<(PathBuf, String)>,
 }
 
 /// Opens the store and removes reservations a previous process left mid broker call.
@@ -35,9 +43,11 @@ pub fn open_store(rt: &Runtime) -> Result<SqliteStore, String> {
     Ok(store)
 }
 
-/// Builds the server with the gateway listening on `rt.listen`; callers may add services.
+/// Builds the server with the gateway on `rt.listen` and the admin listener on
+/// `rt.admin_listen`; callers may add services before running it.
 pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
-    let store = open_store(&rt)?;
+    let store = Arc::new(open_store(&rt)?);
+    let admin_listener = admin::bind(&rt.admin_listen)?;
     let conf = ServerConf {
         threads: rt.threads,
         daemon: opts.daemon,
@@ -55,13 +65,49 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let metrics = Arc::new(Metrics::new());
+    reload::preregister(&metrics, &rt);
+    if let Some((_, hash)) = &opts.config {
+        reload::record_success(&metrics, hash);
+    }
     let listen = rt.listen.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
-    let provisioner = Provisioner::new(Arc::new(store), Arc::new(V1Client::default()));
-    let gateway = Gateway::new(runtime, provisioner);
+
+    let provisioner = Provisioner::new(
+        store.clone(),
+        Arc::new(V1Client::new(metrics.clone())),
+        metrics.clone(),
+    );
+    let gateway = Gateway::new(runtime.clone(), provisioner, metrics.clone());
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "brokergate");
     service.add_tcp(&listen);
     server.add_service(service);
+
+    let reloader = opts.config.as_ref().map(|(path, hash)| {
+        Arc::new(Reloader::new(
+            path.clone(),
+            runtime.clone(),
+            metrics.clone(),
+            hash.clone(),
+        ))
+    });
+    if let Some(reloader) = &reloader {
+        server.add_service(background_service(
+            "config reload",
+            ReloadService(reloader.clone()),
+        ));
+    }
+    let admin_state = Arc::new(AdminState {
+        runtime,
+        metrics,
+        store,
+        reloader,
+        shutting_down: AtomicBool::new(false),
+    });
+    server.add_service(background_service(
+        "admin",
+        AdminService::new(admin_listener, admin_state),
+    ));
     Ok(server)
 }

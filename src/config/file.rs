@@ -10,6 +10,7 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub server: ServerSection,
+    pub log: LogSection,
     pub auth: AuthSection,
     pub store: StoreSection,
     pub upstream: Option<UpstreamSection>,
@@ -23,6 +24,8 @@ pub struct FileConfig {
 pub struct ServerSection {
     /// API listener (clients talk to this).
     pub listen: String,
+    /// Operations listener: /metrics, /healthz, /readyz, POST /-/reload.
+    pub admin_listen: String,
     /// Largest accepted request body; larger bodies get 413.
     pub max_body_bytes: usize,
     /// Provision into spaces that `[[spaces]]` does not list, with a null organization.
@@ -43,6 +46,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9102".into(),
             max_body_bytes: 65536,
             accept_unknown_spaces: false,
             threads: 2,
@@ -50,6 +54,27 @@ impl Default for ServerSection {
             upgrade_sock: "/tmp/brokergate_upgrade.sock".into(),
             pid_file: "/tmp/brokergate.pid".into(),
             max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Level of the diagnostic log on stderr (`RUST_LOG`, when set, wins).
+    pub level: String,
+    /// `text` or `json` for the diagnostic log.
+    pub format: String,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: "text".into(),
+            access_log: true,
         }
     }
 }

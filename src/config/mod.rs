@@ -5,7 +5,7 @@ mod file;
 mod runtime;
 mod target;
 
-pub use file::FileConfig;
+pub use file::{FileConfig, LogSection};
 pub use runtime::{Broker, Plan, Runtime, Secret};
 pub use target::Target;
 
@@ -65,6 +65,58 @@ pub fn parse(
 
 /// Loads and validates in one step: what `run` and `check-config` do.
 pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
-    let file = load_file(path)?;
-    Runtime::from_file(&file, &|name| std::env::var(name).ok())
+    load_with_hash(path).map(|(rt, _)| rt)
+}
+
+/// Loads and validates, and returns the hex SHA-256 of what was loaded (the file's bytes and
+/// the `BROKERGATE__` overrides), which identifies a configuration in metrics and reloads.
+pub fn load_with_hash(path: &Path) -> Result<(Runtime, String), ConfigError> {
+    let read = read(path)?;
+    let file = parse(&read.text, read.overrides)?;
+    let rt = Runtime::from_file(&file, &|name| std::env::var(name).ok())?;
+    Ok((rt, read.hash))
+}
+
+/// The hash [`load_with_hash`] would report, without parsing: cheap enough to poll.
+pub fn hash_of(path: &Path) -> Result<String, ConfigError> {
+    read(path).map(|r| r.hash)
+}
+
+/// A config file's text, the environment overrides that apply, and their joint hash.
+struct Read {
+    text: String,
+    overrides: Vec<(String, String)>,
+    hash: String,
+}
+
+fn read(path: &Path) -> Result<Read, ConfigError> {
+    let unreadable = |reason: String| ConfigError::Read {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
+    let mut overrides: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BROKERGATE__"))
+        .collect();
+    overrides.sort();
+    let hash = content_hash(&text, &overrides);
+    Ok(Read {
+        text,
+        overrides,
+        hash,
+    })
+}
+
+fn content_hash(text: &str, overrides: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    for (k, v) in overrides {
+        h.update([0]);
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

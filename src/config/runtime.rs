@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, StoreSection};
+use super::file::{FileConfig, LogSection, StoreSection};
 use super::{ConfigError, Target};
 use crate::auth::{KeySet, VerifierSettings};
 
@@ -60,6 +60,8 @@ pub struct Upstream {
 #[derive(Debug)]
 pub struct Runtime {
     pub listen: String,
+    pub admin_listen: String,
+    pub log: LogSection,
     pub max_body_bytes: usize,
     pub max_token_bytes: usize,
     pub accept_unknown_spaces: bool,
@@ -89,6 +91,30 @@ impl Runtime {
         server.listen.parse::<std::net::SocketAddr>().map_err(|e| {
             ConfigError::invalid("server.listen", format!("{e}: {:?}", server.listen))
         })?;
+        server
+            .admin_listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| {
+                ConfigError::invalid(
+                    "server.admin_listen",
+                    format!("{e}: {:?}", server.admin_listen),
+                )
+            })?;
+        if !matches!(file.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::invalid(
+                "log.format",
+                format!("must be \"text\" or \"json\", not {:?}", file.log.format),
+            ));
+        }
+        if file.log.level.parse::<log::LevelFilter>().is_err() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!(
+                    "not a level (error, warn, info, debug): {:?}",
+                    file.log.level
+                ),
+            ));
+        }
         if server.max_body_bytes == 0 || server.max_body_bytes > MAX_BODY_LIMIT {
             return Err(ConfigError::invalid(
                 "server.max_body_bytes",
@@ -234,6 +260,8 @@ impl Runtime {
 
         Ok(Runtime {
             listen: server.listen.clone(),
+            admin_listen: server.admin_listen.clone(),
+            log: file.log.clone(),
             max_body_bytes: server.max_body_bytes,
             max_token_bytes: server.max_token_bytes,
             accept_unknown_spaces: server.accept_unknown_spaces,
@@ -248,6 +276,10 @@ impl Runtime {
             plans,
             spaces,
         })
+    }
+
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        self.plans.values()
     }
 
     pub fn plan(&self, guid: &str) -> Option<&Plan> {

@@ -32,6 +32,7 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
         Ok(identity) => identity,
         Err(e) => {
             ctx.outcome.error = Some(e.to_string());
+            ctx.outcome.auth_failure = Some(errors::auth_failure_reason(e));
             return answer_early(session, ctx, &errors::from_auth(e)).await;
         }
     };
@@ -68,11 +69,19 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    match gw
+    let provisioned = gw
         .provisioner
-        .provision(&rt, plan, &identity, req, &ctx.request_id, now)
-        .await
-    {
+        .provision(
+            &rt,
+            plan,
+            &identity,
+            req,
+            &ctx.request_id,
+            now,
+            &mut ctx.outcome.broker_call,
+        )
+        .await;
+    match provisioned {
         Ok(record) => {
             let Some(p) = record.provisioned.as_ref() else {
                 return answer(session, ctx, &ApiError::unknown()).await;
@@ -95,6 +104,9 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
             Ok(true)
         }
         Err(e) => {
+            if matches!(e, ProvisionError::InsufficientScope) {
+                ctx.outcome.auth_failure = Some("insufficient_scope");
+            }
             if let ProvisionError::Store(store_err) = &e {
                 log::error!(
                     "Store failure. request_id={} error={store_err}",

@@ -13,6 +13,14 @@ pub fn from_auth(e: AuthError) -> ApiError {
     }
 }
 
+/// The `reason` label an authentication failure is counted under.
+pub fn auth_failure_reason(e: AuthError) -> &'static str {
+    match e {
+        AuthError::Missing => "missing",
+        AuthError::Invalid(reason) => reason.as_str(),
+    }
+}
+
 pub fn from_provision(e: &ProvisionError) -> ApiError {
     match e {
         ProvisionError::UnknownPlan => ApiError::instance_invalid("not a valid service plan"),

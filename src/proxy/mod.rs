@@ -15,22 +15,47 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
 
+use crate::access_log;
 use crate::cc::request_id::request_id;
 use crate::cc::ApiError;
 use crate::config::Runtime;
+use crate::metrics::Metrics;
 use crate::service::Provisioner;
+use crate::v1::BrokerCall;
 
 /// The gateway service: a config that reloads swap, and the use cases.
 pub struct Gateway {
     runtime: Arc<ArcSwap<Runtime>>,
     provisioner: Provisioner,
+    metrics: Arc<Metrics>,
 }
 
+/// Every `reason` label of `brokergate_auth_failures_total`.
+pub const AUTH_FAILURE_REASONS: [&str; 12] = [
+    "missing",
+    "malformed",
+    "too_large",
+    "alg_not_allowed",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "wrong_audience",
+    "wrong_issuer",
+    "refresh_token",
+    "no_identity",
+    "insufficient_scope",
+];
+
 impl Gateway {
-    pub fn new(runtime: Arc<ArcSwap<Runtime>>, provisioner: Provisioner) -> Self {
+    pub fn new(
+        runtime: Arc<ArcSwap<Runtime>>,
+        provisioner: Provisioner,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Gateway {
             runtime,
             provisioner,
+            metrics,
         }
     }
 }
@@ -70,15 +95,50 @@ pub struct Ctx {
     started: Instant,
     request_id: String,
     outcome: Outcome,
+    _in_flight: InFlight,
 }
 
-/// What brokergate decided, for the log line.
+/// What brokergate decided, for the access log and metrics.
 #[derive(Debug, Default)]
 struct Outcome {
     status: u16,
     user_id: Option<String>,
     broker: Option<String>,
+    broker_call: Option<BrokerCall>,
+    /// A `reason` label of `brokergate_auth_failures_total`.
+    auth_failure: Option<&'static str>,
     error: Option<String>,
+}
+
+/// Counts a request in flight from its first phase until its context is dropped, whatever
+/// path it took.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Bounded `method` label values.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[async_trait]
@@ -92,6 +152,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             request_id: String::new(),
             outcome: Outcome::default(),
+            _in_flight: InFlight::new(&self.metrics.http_requests_in_flight),
         }
     }
 
@@ -177,20 +238,52 @@ impl ProxyHttp for Gateway {
         let status = session
             .response_written()
             .map_or(ctx.outcome.status, |r| r.status.as_u16());
-        log::info!(
-            "Request done. route={} method={} status={status} duration_seconds={:.6} request_id={} user_id={} broker={} error={}",
-            ctx.route.template(),
-            session.req_header().method,
-            ctx.started.elapsed().as_secs_f64(),
-            ctx.request_id,
-            ctx.outcome.user_id.as_deref().unwrap_or("-"),
-            ctx.outcome.broker.as_deref().unwrap_or("-"),
-            ctx.outcome
-                .error
-                .as_deref()
-                .or(e.map(|e| e.etype().as_str()))
-                .unwrap_or("-"),
-        );
+        let duration = ctx.started.elapsed().as_secs_f64();
+        let method = method_label(&session.req_header().method);
+        let route = ctx.route.template();
+        let m = &self.metrics;
+        m.http_requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        m.http_request_duration
+            .with_label_values(&[method, route])
+            .observe(duration);
+        if let Some(reason) = ctx.outcome.auth_failure {
+            m.auth_failures.with_label_values(&[reason]).inc();
+        }
+        if !ctx.rt.log.access_log {
+            return;
+        }
+        // Pass-through requests keep the client's id, if any; brokergate assigned none.
+        let request_id = if ctx.request_id.is_empty() {
+            session
+                .req_header()
+                .headers
+                .get("x-vcap-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        } else {
+            Some(ctx.request_id.clone())
+        };
+        let error = ctx
+            .outcome
+            .error
+            .as_deref()
+            .or(e.map(|e| e.etype().as_str()));
+        access_log::write(&access_log::AccessLine {
+            ts: access_log::now_rfc3339(),
+            request_id: request_id.as_deref(),
+            method,
+            route,
+            status,
+            duration_seconds: duration,
+            bytes_sent: session.body_bytes_sent(),
+            broker: ctx.outcome.broker.as_deref(),
+            broker_status: ctx.outcome.broker_call.and_then(|c| c.status),
+            broker_duration_seconds: ctx.outcome.broker_call.map(|c| c.duration.as_secs_f64()),
+            user_id: ctx.outcome.user_id.as_deref(),
+            error,
+        });
     }
 }
 

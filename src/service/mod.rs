@@ -9,7 +9,7 @@ pub use provision::{ProvisionError, Provisioner};
 use async_trait::async_trait;
 
 use crate::config::Broker;
-use crate::v1::{BrokerError, ProvisionRequest, ProvisionResponse, V1Client};
+use crate::v1::{BrokerCall, BrokerError, ProvisionRequest, ProvisionResponse, V1Client};
 
 /// The v1 broker calls a use case makes.
 #[async_trait]
@@ -20,7 +20,7 @@ pub trait BrokerPort: Send + Sync {
         request_id: &str,
         request: &ProvisionRequest<'_>,
         originating_identity: Option<&str>,
-    ) -> Result<ProvisionResponse, BrokerError>;
+    ) -> (Result<ProvisionResponse, BrokerError>, BrokerCall);
 
     async fn deprovision(
         &self,
@@ -38,7 +38,7 @@ impl BrokerPort for V1Client {
         request_id: &str,
         request: &ProvisionRequest<'_>,
         originating_identity: Option<&str>,
-    ) -> Result<ProvisionResponse, BrokerError> {
+    ) -> (Result<ProvisionResponse, BrokerError>, BrokerCall) {
         V1Client::provision(self, broker, request_id, request, originating_identity).await
     }
 

@@ -11,8 +11,9 @@ use crate::auth::Identity;
 use crate::cc::request::{validate_name_and_tags, CreateServiceInstance};
 use crate::cc::ApiError;
 use crate::config::{Plan, Runtime};
+use crate::metrics::Metrics;
 use crate::store::{InstanceRecord, Provisioned, Reservation, State, Store, StoreError};
-use crate::v1::{BrokerError, BrokerFailure, ProvisionRequest};
+use crate::v1::{BrokerCall, BrokerError, BrokerFailure, ProvisionRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -37,11 +38,16 @@ pub enum ProvisionError {
 pub struct Provisioner {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
+    metrics: Arc<Metrics>,
 }
 
 impl Provisioner {
-    pub fn new(store: Arc<dyn Store>, brokers: Arc<dyn BrokerPort>) -> Self {
-        Provisioner { store, brokers }
+    pub fn new(store: Arc<dyn Store>, brokers: Arc<dyn BrokerPort>, metrics: Arc<Metrics>) -> Self {
+        Provisioner {
+            store,
+            brokers,
+            metrics,
+        }
     }
 
     /// Step 3 of CC's order, on its own so the edge can decide pass-through before anything else.
@@ -53,7 +59,9 @@ impl Provisioner {
             .ok_or(ProvisionError::UnknownPlan)
     }
 
-    /// Steps 4 onwards for a known plan. Returns the committed record.
+    /// Steps 4 onwards for a known plan. Returns the committed record; `call` receives the
+    /// broker call's status and duration when one was made.
+    #[allow(clippy::too_many_arguments)]
     pub async fn provision(
         &self,
         rt: &Runtime,
@@ -62,6 +70,7 @@ impl Provisioner {
         req: CreateServiceInstance,
         request_id: &str,
         now_unix: i64,
+        call: &mut Option<BrokerCall>,
     ) -> Result<InstanceRecord, ProvisionError> {
         let organization_guid = match rt.space_organization(&req.space_guid) {
             Some(org) => Some(org.to_string()),
@@ -107,7 +116,7 @@ impl Provisioner {
             parameters: req.parameters.as_ref(),
         };
         let identity_header = originating_identity(&identity.user_id);
-        let answer = self
+        let (answer, broker_call) = self
             .brokers
             .provision(
                 &plan.broker,
@@ -116,6 +125,7 @@ impl Provisioner {
                 Some(&identity_header),
             )
             .await;
+        *call = Some(broker_call);
         let answer = match answer {
             Ok(answer) => answer,
             Err(err) => {
@@ -149,6 +159,10 @@ impl Provisioner {
             self.release(&reservation.guid).await;
             return Err(ProvisionError::Store(e));
         }
+        self.metrics
+            .instances_created
+            .with_label_values(&[&plan.broker.name, &plan.guid])
+            .inc();
         Ok(InstanceRecord {
             reservation,
             state: State::Created,

@@ -89,6 +89,17 @@ impl SqliteStore {
         Ok(rows.into_iter().map(|r| r.reservation).collect())
     }
 
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            conn.query_row("SELECT count(*) FROM service_instances LIMIT 1", [], |_| {
+                Ok(())
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,

@@ -2,7 +2,8 @@
 //! (`Content-Type` and `Accept` JSON, `X-VCAP-Request-ID`, `X-VCAP-Service-Token`) and the
 //! broker's connect and response deadlines.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
@@ -15,6 +16,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use super::wire::{interpret_failure, interpret_provision};
 use super::{BrokerError, BrokerFailure, ProvisionRequest, ProvisionResponse, CONFIGURATIONS_PATH};
 use crate::config::Broker;
+use crate::metrics::Metrics;
 
 /// Largest broker answer read; a larger one is a bad response.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -31,14 +33,15 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 pub struct V1Client {
     connector: Connector,
+    metrics: Arc<Metrics>,
 }
 
-impl Default for V1Client {
-    fn default() -> Self {
-        V1Client {
-            connector: Connector::new(None),
-        }
-    }
+/// What one broker call looked like, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerCall {
+    /// The broker's HTTP status; `None` when no answer came.
+    pub status: Option<u16>,
+    pub duration: Duration,
 }
 
 /// One raw exchange's outcome.
@@ -48,6 +51,13 @@ struct Answer {
 }
 
 impl V1Client {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        V1Client {
+            connector: Connector::new(None),
+            metrics,
+        }
+    }
+
     /// `POST /gateway/v1/configurations`.
     pub async fn provision(
         &self,
@@ -55,15 +65,11 @@ impl V1Client {
         request_id: &str,
         request: &ProvisionRequest<'_>,
         originating_identity: Option<&str>,
-    ) -> Result<ProvisionResponse, BrokerError> {
+    ) -> (Result<ProvisionResponse, BrokerError>, BrokerCall) {
         let path = format!("{}{CONFIGURATIONS_PATH}", broker.target.base_path);
-        let fail = |kind| BrokerError {
-            uri: format!("{}{CONFIGURATIONS_PATH}", broker.target.display_url),
-            method: "POST",
-            kind,
-        };
         // Serializing borrowed strings and JSON values cannot fail.
         let body = serde_json::to_vec(request).unwrap_or_default();
+        let started = Instant::now();
         let answer = self
             .exchange(
                 broker,
@@ -73,9 +79,19 @@ impl V1Client {
                 request_id,
                 originating_identity,
             )
-            .await
-            .map_err(fail)?;
-        interpret_provision(answer.status, &answer.body).map_err(fail)
+            .await;
+        let call = BrokerCall {
+            status: answer.as_ref().ok().map(|a| a.status),
+            duration: started.elapsed(),
+        };
+        let result = answer.and_then(|a| interpret_provision(a.status, &a.body));
+        self.observe(broker, "provision", &call, result.as_ref().err());
+        let result = result.map_err(|kind| BrokerError {
+            uri: format!("{}{CONFIGURATIONS_PATH}", broker.target.display_url),
+            method: "POST",
+            kind,
+        });
+        (result, call)
     }
 
     /// `DELETE /gateway/v1/configurations/<service_id>` (no body, JSON Content-Type anyway:
@@ -88,22 +104,53 @@ impl V1Client {
     ) -> Result<(), BrokerError> {
         let encoded = utf8_percent_encode(service_id, PATH_SEGMENT).to_string();
         let path = format!("{}{CONFIGURATIONS_PATH}/{encoded}", broker.target.base_path);
-        let fail = |kind| BrokerError {
+        let started = Instant::now();
+        let answer = self
+            .exchange(broker, "DELETE", &path, None, request_id, None)
+            .await;
+        let call = BrokerCall {
+            status: answer.as_ref().ok().map(|a| a.status),
+            duration: started.elapsed(),
+        };
+        let result = answer.and_then(|a| {
+            if (200..300).contains(&a.status) {
+                Ok(())
+            } else {
+                Err(interpret_failure(a.status, &a.body))
+            }
+        });
+        self.observe(broker, "deprovision", &call, result.as_ref().err());
+        result.map_err(|kind| BrokerError {
             uri: format!(
                 "{}{CONFIGURATIONS_PATH}/{encoded}",
                 broker.target.display_url
             ),
             method: "DELETE",
             kind,
-        };
-        let answer = self
-            .exchange(broker, "DELETE", &path, None, request_id, None)
-            .await
-            .map_err(fail)?;
-        if (200..300).contains(&answer.status) {
-            Ok(())
-        } else {
-            Err(fail(interpret_failure(answer.status, &answer.body)))
+        })
+    }
+
+    fn observe(
+        &self,
+        broker: &Broker,
+        operation: &str,
+        call: &BrokerCall,
+        failure: Option<&BrokerFailure>,
+    ) {
+        let code = call
+            .status
+            .map_or_else(|| "error".to_string(), |s| s.to_string());
+        let m = &self.metrics;
+        m.broker_requests
+            .with_label_values(&[&broker.name, operation, &code])
+            .inc();
+        m.broker_request_duration
+            .with_label_values(&[&broker.name, operation])
+            .observe(call.duration.as_secs_f64());
+        if let Some(failure) = failure {
+            m.broker_errors
+                .with_label_values(&[&broker.name, failure.kind()])
+                .inc();
         }
     }
 

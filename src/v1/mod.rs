@@ -4,7 +4,7 @@
 mod client;
 mod wire;
 
-pub use client::V1Client;
+pub use client::{BrokerCall, V1Client};
 pub use wire::{
     interpret_provision, BrokerError, BrokerFailure, ProvisionRequest, ProvisionResponse,
 };

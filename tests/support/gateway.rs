@@ -43,6 +43,7 @@ enum BrokerToken {
 pub struct GatewayConfig {
     dir: Arc<TempDir>,
     port: Option<u16>,
+    admin_port: Option<u16>,
     broker_url: String,
     broker_token: BrokerToken,
     broker_timeout_seconds: u64,
@@ -66,6 +67,7 @@ impl GatewayConfig {
         GatewayConfig {
             dir: Arc::new(TempDir::new().expect("tempdir")),
             port: None,
+            admin_port: None,
             broker_url: broker_url.to_string(),
             broker_token: BrokerToken::Literal(BROKER_TOKEN.to_string()),
             broker_timeout_seconds: 60,
@@ -92,6 +94,12 @@ impl GatewayConfig {
     /// Listen on this port instead of a fresh free one per start.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Admin listener on this port instead of a fresh free one per start.
+    pub fn admin_port(mut self, port: u16) -> Self {
+        self.admin_port = Some(port);
         self
     }
 
@@ -205,10 +213,14 @@ impl GatewayConfig {
             Some(url) => format!("[upstream]\nurl = {}\n", q(url)),
             None => String::new(),
         };
+        let admin = match self.admin_port {
+            Some(port) => format!("admin_listen = \"127.0.0.1:{port}\"\n"),
+            None => String::new(),
+        };
         format!(
             r#"[server]
 listen = {listen}
-max_body_bytes = {max_body}
+{admin}max_body_bytes = {max_body}
 accept_unknown_spaces = {unknown}
 grace_period_seconds = {grace}
 
@@ -272,6 +284,7 @@ fn q_list(items: &[String]) -> String {
 pub struct Gateway {
     child: Child,
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     config: GatewayConfig,
     config_path: PathBuf,
     stdout_path: PathBuf,
@@ -281,12 +294,21 @@ pub struct Gateway {
 impl Gateway {
     /// Spawn and wait until it accepts TCP connections; panics with its
     /// stderr when it exits first or is not listening within 30 s.
+    ///
+    /// A port picked by [`super::free_port`] can be taken by another test's
+    /// connection before the gateway binds it; then it is tried again with
+    /// fresh ports (never when ports were pinned).
     pub async fn start(config: GatewayConfig) -> Gateway {
-        let mut gateway = Gateway::spawn(config);
-        if let Err(e) = gateway.wait_ready(READY_TIMEOUT).await {
-            panic!("gateway did not start: {e}");
+        let pinned = config.port.is_some() || config.admin_port.is_some();
+        for attempt in 1..=3 {
+            let mut gateway = Gateway::spawn(config.clone());
+            match gateway.wait_ready(READY_TIMEOUT).await {
+                Ok(()) => return gateway,
+                Err(e) if !pinned && attempt < 3 && e.contains("in use") => continue,
+                Err(e) => panic!("gateway did not start: {e}"),
+            }
         }
-        gateway
+        unreachable!("the last attempt returns or panics")
     }
 
     /// Write the config and spawn `brokergate run -c <config>` without
@@ -299,7 +321,12 @@ impl Gateway {
         let config_path = dir.join(format!("gateway-{n}.toml"));
         let stdout_path = dir.join(format!("gateway-{n}.stdout.log"));
         let stderr_path = dir.join(format!("gateway-{n}.stderr.log"));
-        std::fs::write(&config_path, config.render(addr)).expect("write config");
+        let admin_addr = SocketAddr::from((
+            [127, 0, 0, 1],
+            config.admin_port.unwrap_or_else(super::free_port),
+        ));
+        let rendered = config.clone().admin_port(admin_addr.port()).render(addr);
+        std::fs::write(&config_path, rendered).expect("write config");
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .arg("-c")
@@ -315,6 +342,7 @@ impl Gateway {
         Gateway {
             child,
             addr,
+            admin_addr,
             config,
             config_path,
             stdout_path,
@@ -352,6 +380,11 @@ impl Gateway {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /-/reload`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -96,6 +96,33 @@ impl BrokerPort for FakeBroker {
         request_id: &str,
         request: &ProvisionRequest<'_>,
         identity: Option<&str>,
+    ) -> (
+        Result<ProvisionResponse, BrokerError>,
+        crate::v1::BrokerCall,
+    ) {
+        let call = crate::v1::BrokerCall {
+            status: Some(200),
+            duration: std::time::Duration::ZERO,
+        };
+        (self.answer_for(request_id, request, identity), call)
+    }
+    async fn deprovision(
+        &self,
+        _b: &Broker,
+        _rid: &str,
+        service_id: &str,
+    ) -> Result<(), BrokerError> {
+        self.deletes.lock().unwrap().push(service_id.into());
+        Ok(())
+    }
+}
+
+impl FakeBroker {
+    fn answer_for(
+        &self,
+        request_id: &str,
+        request: &ProvisionRequest<'_>,
+        identity: Option<&str>,
     ) -> Result<ProvisionResponse, BrokerError> {
         self.provisions.lock().unwrap().push((
             request_id.into(),
@@ -115,15 +142,6 @@ impl BrokerPort for FakeBroker {
             credentials: RawValue::from_string(r#"{"user":"u"}"#.into()).unwrap(),
             dashboard_url: Some("http://dash".into()),
         })
-    }
-    async fn deprovision(
-        &self,
-        _b: &Broker,
-        _rid: &str,
-        service_id: &str,
-    ) -> Result<(), BrokerError> {
-        self.deletes.lock().unwrap().push(service_id.into());
-        Ok(())
     }
 }
 
@@ -150,10 +168,10 @@ async fn run(
     identity: &Identity,
     body: serde_json::Value,
 ) -> Result<InstanceRecord, ProvisionError> {
-    let p = Provisioner::new(store, broker);
+    let p = Provisioner::new(store, broker, Arc::new(crate::metrics::Metrics::new()));
     let req = request(body);
     let plan = Provisioner::plan(rt, &req)?;
-    p.provision(rt, plan, identity, req, "rid-1", 1_421_718_743)
+    p.provision(rt, plan, identity, req, "rid-1", 1_421_718_743, &mut None)
         .await
 }
 

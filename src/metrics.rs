@@ -1,0 +1,176 @@
+//! Every metric brokergate exports, registered once in its own registry, with bounded labels
+//! only: route templates, config-defined broker names and plan guids, fixed enums — never
+//! guids, names or users from requests. Names follow the Prometheus conventions (base units,
+//! `_total` counters).
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Request and broker durations can legitimately reach the 60 s broker timeout.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0,
+    60.0, 120.0,
+];
+
+/// Broker error kinds, created at zero per broker.
+pub const BROKER_ERROR_KINDS: [&str; 5] = [
+    "timeout",
+    "connect",
+    "rejected",
+    "bad_response",
+    "malformed",
+];
+pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+pub const ORPHAN_RESULTS: [&str; 2] = ["success", "failure"];
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub http_requests_in_flight: IntGauge,
+    pub broker_requests: IntCounterVec,
+    pub broker_request_duration: HistogramVec,
+    pub broker_errors: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub instances_created: IntCounterVec,
+    pub orphan_mitigations: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_success_timestamp: Gauge,
+    pub config_hash: Gauge,
+    build_info: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, labels).expect("valid histogram definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
+}
+
+impl Metrics {
+    /// Builds the full set in a fresh registry. Panics only on a programming error in the
+    /// definitions below (a duplicate or invalid name), which every test run would catch.
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let gauge_int = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            r.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid gauge");
+            r.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "brokergate_build_info",
+                "Build of the running binary; always 1.",
+            ),
+            &["version", "revision"],
+        )
+        .expect("valid gauge");
+        r.register(Box::new(build_info.clone()))
+            .expect("registered once");
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
+
+        let m = Metrics {
+            http_requests: counter(&r, "brokergate_http_requests_total", "HTTP requests answered, by route template.", &["method", "route", "code"]),
+            http_request_duration: histogram(&r, "brokergate_http_request_duration_seconds", "Time to answer an HTTP request.", &["method", "route"]),
+            http_requests_in_flight: gauge_int("brokergate_http_requests_in_flight", "HTTP requests being handled."),
+            broker_requests: counter(&r, "brokergate_broker_requests_total", "Requests to v1 brokers, by HTTP status or \"error\".", &["broker", "operation", "code"]),
+            broker_request_duration: histogram(&r, "brokergate_broker_request_duration_seconds", "Time a v1 broker took to answer.", &["broker", "operation"]),
+            broker_errors: counter(&r, "brokergate_broker_errors_total", "Failed v1 broker calls: timeout, connect, rejected (4xx), bad_response (5xx), malformed.", &["broker", "kind"]),
+            auth_failures: counter(&r, "brokergate_auth_failures_total", "Requests refused by authentication or scope.", &["reason"]),
+            instances_created: counter(&r, "brokergate_instances_created_total", "Service instances provisioned and committed.", &["broker", "plan"]),
+            orphan_mitigations: counter(&r, "brokergate_orphan_mitigations_total", "Deprovisions of broker instances brokergate could not keep.", &["broker", "result"]),
+            config_reloads: counter(&r, "brokergate_config_reloads_total", "Configuration reload attempts.", &["result"]),
+            config_last_reload_successful: gauge_int("brokergate_config_last_reload_successful", "1 when the last reload attempt succeeded."),
+            config_last_reload_success_timestamp: gauge("brokergate_config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully."),
+            config_hash: gauge("brokergate_config_hash", "Hash of the loaded configuration (first 48 bits of its SHA-256)."),
+            build_info,
+            registry: r,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BROKERGATE_REVISION")])
+            .set(1);
+        for result in RELOAD_RESULTS {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m
+    }
+
+    /// Creates at zero the series whose labels the config defines, so dashboards and alerts
+    /// see them before the first event. Called at start and after every reload.
+    pub fn preregister(&self, brokers: &[&str], plans: &[(&str, &str)], auth_reasons: &[&str]) {
+        for broker in brokers {
+            for kind in BROKER_ERROR_KINDS {
+                self.broker_errors.with_label_values(&[broker, kind]);
+            }
+            for result in ORPHAN_RESULTS {
+                self.orphan_mitigations.with_label_values(&[broker, result]);
+            }
+        }
+        for (broker, plan) in plans {
+            self.instances_created.with_label_values(&[broker, plan]);
+        }
+        for reason in auth_reasons {
+            self.auth_failures.with_label_values(&[reason]);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("Could not encode metrics: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preregistered_series_appear_at_zero() {
+        let m = Metrics::new();
+        m.preregister(&["echo"], &[("echo", "plan-guid")], &["expired"]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"brokergate_broker_errors_total{broker="echo",kind="timeout"} 0"#),
+            "{text}"
+        );
+        assert!(text
+            .contains(r#"brokergate_instances_created_total{broker="echo",plan="plan-guid"} 0"#));
+        assert!(text.contains(r#"brokergate_auth_failures_total{reason="expired"} 0"#));
+        assert!(text.contains(r#"brokergate_config_reloads_total{result="failure"} 0"#));
+        assert!(text.contains("brokergate_build_info{"));
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Hot reload: on SIGHUP, on a change of the config file (polled every second), or on
+//! `POST /-/reload`, load and validate the whole file (the same checks as `check-config`),
+//! then swap it in atomically. A request in flight keeps the snapshot it started with. A bad
+//! file changes nothing but the reload metrics and a log line naming the problem.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::config::{self, Runtime};
+use crate::metrics::Metrics;
+
+/// How often the config file is checked for changes.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Reloader {
+    path: PathBuf,
+    runtime: Arc<ArcSwap<Runtime>>,
+    metrics: Arc<Metrics>,
+    /// Hash of the last file content tried, good or bad: a bad file is reported once, not
+    /// every poll. The lock also serializes reloads.
+    last_tried: tokio::sync::Mutex<String>,
+}
+
+impl Reloader {
+    /// `initial_hash` is the hash of the configuration `runtime` was started with.
+    pub fn new(
+        path: PathBuf,
+        runtime: Arc<ArcSwap<Runtime>>,
+        metrics: Arc<Metrics>,
+        initial_hash: String,
+    ) -> Self {
+        Reloader {
+            path,
+            runtime,
+            metrics,
+            last_tried: tokio::sync::Mutex::new(initial_hash),
+        }
+    }
+
+    /// Reloads now. Returns the new configuration's hash, or why it was refused.
+    pub async fn reload(&self, trigger: &str) -> Result<String, String> {
+        let mut last_tried = self.last_tried.lock().await;
+        self.reload_locked(trigger, &mut last_tried).await
+    }
+
+    /// Reloads when the file's content differs from the last one tried.
+    async fn reload_if_changed(&self) {
+        let mut last_tried = self.last_tried.lock().await;
+        match config::hash_of(&self.path) {
+            Ok(hash) if hash != *last_tried => {
+                let _ = self.reload_locked("file change", &mut last_tried).await;
+            }
+            // Unchanged, or unreadable mid-write: look again at the next poll.
+            _ => {}
+        }
+    }
+
+    async fn reload_locked(
+        &self,
+        trigger: &str,
+        last_tried: &mut String,
+    ) -> Result<String, String> {
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load_with_hash(&path))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let (mut next, hash) = match loaded {
+            Ok(ok) => ok,
+            Err(reason) => {
+                *last_tried = config::hash_of(&self.path).unwrap_or_default();
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                self.metrics.config_last_reload_successful.set(0);
+                log::error!(
+                    "Configuration reload failed; keeping the running configuration. trigger={trigger} file={} error={reason}",
+                    self.path.display()
+                );
+                return Err(reason);
+            }
+        };
+        *last_tried = hash.clone();
+        let current = self.runtime.load_full();
+        for key in keep_restart_only(&mut next, &current) {
+            log::warn!("Configuration reload: {key} changed but needs a restart (graceful upgrade); keeping the running value.");
+        }
+        preregister(&self.metrics, &next);
+        self.runtime.store(Arc::new(next));
+        record_success(&self.metrics, &hash);
+        self.metrics
+            .config_reloads
+            .with_label_values(&["success"])
+            .inc();
+        log::info!("Configuration reloaded. trigger={trigger} config_hash={hash}");
+        Ok(hash)
+    }
+}
+
+/// Settings bound at start (sockets, the store, threads) keep their running values; returns
+/// the keys that the new file changed.
+fn keep_restart_only(next: &mut Runtime, current: &Runtime) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($($field:ident).+, $key:literal) => {
+            if next.$($field).+ != current.$($field).+ {
+                changed.push($key);
+                next.$($field).+ = current.$($field).+.clone();
+            }
+        };
+    }
+    keep!(listen, "server.listen");
+    keep!(admin_listen, "server.admin_listen");
+    keep!(threads, "server.threads");
+    keep!(grace_period_seconds, "server.grace_period_seconds");
+    keep!(upgrade_sock, "server.upgrade_sock");
+    keep!(pid_file, "server.pid_file");
+    keep!(store.sqlite_path, "store.sqlite_path");
+    keep!(store.synchronous, "store.synchronous");
+    keep!(log.level, "log.level");
+    keep!(log.format, "log.format");
+    changed
+}
+
+/// Series whose labels the configuration defines, at zero.
+pub fn preregister(metrics: &Metrics, rt: &Runtime) {
+    let brokers: Vec<&str> = rt.brokers.iter().map(|b| b.name.as_str()).collect();
+    let plans: Vec<(&str, &str)> = rt
+        .plans()
+        .map(|p| (p.broker.name.as_str(), p.guid.as_str()))
+        .collect();
+    metrics.preregister(&brokers, &plans, &crate::proxy::AUTH_FAILURE_REASONS);
+}
+
+/// Marks a configuration as loaded: the gauges operators alert on.
+pub fn record_success(metrics: &Metrics, hash: &str) {
+    metrics.config_last_reload_successful.set(1);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics.config_last_reload_success_timestamp.set(now);
+    // 48 bits fit a float exactly.
+    let prefix = u64::from_str_radix(hash.get(..12).unwrap_or("0"), 16).unwrap_or(0);
+    metrics.config_hash.set(prefix as f64);
+}
+
+/// Runs the SIGHUP and file-change triggers until shutdown.
+pub struct ReloadService(pub Arc<Reloader>);
+
+#[async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!(
+                    "Cannot listen for SIGHUP; reload by file change or POST /-/reload. error={e}"
+                );
+                None
+            }
+        };
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    let _ = self.0.reload("SIGHUP").await;
+                }
+                _ = poll.tick() => self.0.reload_if_changed().await,
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
