@@ -170,6 +170,9 @@ async fn not_ready_reason(state: &AdminState) -> Option<String> {
         Ok(Err(e)) => return Some(format!("store unavailable: {e}")),
         Err(_) => return Some("store unavailable: no answer within 2 s".into()),
     }
+    if !state.runtime.load().keys.keys_loaded() {
+        return Some("UAA keys not loaded yet".into());
+    }
     // A validated configuration is always loaded once serving: reloads only swap in valid ones.
     None
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -29,11 +30,29 @@ pub struct RunOptions {
     pub config: Option<(PathBuf, String)>,
 }
 
-/// Opens the store and removes reservations a previous process left mid broker call.
-pub fn open_store(rt: &Runtime) -> Result<SqliteStore, String> {
+/// Opens the store and removes reservations a previous process left mid broker call. During
+/// a graceful upgrade the old process is still finishing its calls, so only reservations older
+/// than any broker call could last are removed.
+pub fn open_store(rt: &Runtime, upgrade: bool) -> Result<SqliteStore, String> {
     let store = SqliteStore::open(Path::new(&rt.store.sqlite_path), &rt.store.synchronous)
         .map_err(|e| format!("store.sqlite_path: {e}"))?;
-    let stale = store.recover_reservations().map_err(|e| e.to_string())?;
+    let created_before = if upgrade {
+        let longest_call = rt
+            .brokers
+            .iter()
+            .map(|b| b.timeout + b.connect_timeout)
+            .max()
+            .unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (now.saturating_sub(longest_call.as_secs() + rt.grace_period_seconds)) as i64
+    } else {
+        i64::MAX
+    };
+    let stale = store
+        .recover_reservations(created_before)
+        .map_err(|e| e.to_string())?;
     for r in stale {
         log::warn!(
             "Released a reservation left by a crash during its broker call; the broker may hold an unrecorded instance. instance_guid={} name={:?} space_guid={} broker={} created_at={}",
@@ -46,7 +65,7 @@ pub fn open_store(rt: &Runtime) -> Result<SqliteStore, String> {
 /// Builds the server with the gateway on `rt.listen` and the admin listener on
 /// `rt.admin_listen`; callers may add services before running it.
 pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
-    let store = Arc::new(open_store(&rt)?);
+    let store = Arc::new(open_store(&rt, opts.upgrade)?);
     let admin_listener = admin::bind(&rt.admin_listen)?;
     let conf = ServerConf {
         threads: rt.threads,
@@ -83,6 +102,8 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "brokergate");
     service.add_tcp(&listen);
     server.add_service(service);
+    // UAA keys load in the background: the gateway starts even while UAA is unreachable.
+    server.add_service(background_service("uaa keys", crate::auth::KeyRefresher));
 
     let reloader = opts.config.as_ref().map(|(path, hash)| {
         Arc::new(Reloader::new(

@@ -1,11 +1,17 @@
-//! Who is calling: the bearer token is parsed (`bearer`), verified against the configured
-//! keys (`keys`), and its claims become an [`Identity`] with scopes.
+//! Who is calling: the bearer token is parsed (`bearer`), verified (`verifier`) against the
+//! configured keys (`keys`) and a UAA's published keys (`uaa`), its claims checked (`claims`)
+//! and turned into an [`Identity`] with scopes; verified tokens are cached (`cache`).
 
 mod bearer;
+mod cache;
+mod claims;
 mod keys;
+mod uaa;
+mod verifier;
 
 pub use bearer::bearer_token;
-pub use keys::{KeySet, VerifierSettings};
+pub use uaa::{KeyRefresher, UaaSettings};
+pub use verifier::{Verifier, VerifierSettings};
 
 /// The authenticated caller, taken from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +63,12 @@ pub enum InvalidReason {
     WrongIssuer,
     RefreshToken,
     NoIdentity,
+    /// Signed with a key UAA does not publish (an unknown `kid`), even after a refresh.
+    UnknownKey,
 }
 
 impl InvalidReason {
-    pub const ALL: [InvalidReason; 10] = [
+    pub const ALL: [InvalidReason; 11] = [
         InvalidReason::Malformed,
         InvalidReason::TooLarge,
         InvalidReason::AlgNotAllowed,
@@ -71,6 +79,7 @@ impl InvalidReason {
         InvalidReason::WrongIssuer,
         InvalidReason::RefreshToken,
         InvalidReason::NoIdentity,
+        InvalidReason::UnknownKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +94,7 @@ impl InvalidReason {
             InvalidReason::WrongIssuer => "wrong_issuer",
             InvalidReason::RefreshToken => "refresh_token",
             InvalidReason::NoIdentity => "no_identity",
+            InvalidReason::UnknownKey => "unknown_key",
         }
     }
 }

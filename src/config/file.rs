@@ -92,6 +92,17 @@ pub struct AuthSection {
     pub public_key_files: Vec<String>,
     /// Clock leeway for `exp`/`nbf`, in seconds.
     pub leeway_seconds: u64,
+    /// UAA base URL: keys from `/token_keys`, the issuer from discovery. Empty: no UAA.
+    pub uaa_url: String,
+    /// A token with an unknown key starts a UAA key refresh at most this often.
+    pub key_refresh_min_interval_seconds: u64,
+    /// UAA keys are re-read in the background this long after the last read; 0: only when a
+    /// token needs it.
+    pub key_max_age_seconds: u64,
+    /// Deadline of one UAA fetch (discovery and keys).
+    pub uaa_timeout_seconds: u64,
+    /// Verified tokens remembered (by SHA-256) until their `exp`; 0 turns the cache off.
+    pub verified_token_cache_size: usize,
 }
 
 impl Default for AuthSection {
@@ -102,6 +113,11 @@ impl Default for AuthSection {
             symmetric_secrets: Vec::new(),
             public_key_files: Vec::new(),
             leeway_seconds: 0,
+            uaa_url: String::new(),
+            key_refresh_min_interval_seconds: 30,
+            key_max_age_seconds: 600,
+            uaa_timeout_seconds: 10,
+            verified_token_cache_size: 10_000,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::file::{FileConfig, LogSection, StoreSection};
 use super::{ConfigError, Target};
-use crate::auth::{KeySet, VerifierSettings};
+use crate::auth::{UaaSettings, Verifier, VerifierSettings};
 
 /// A secret string whose `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,7 +70,8 @@ pub struct Runtime {
     pub upgrade_sock: String,
     pub pid_file: String,
     pub store: StoreSection,
-    pub keys: KeySet,
+    /// Token verification; `keys.keys_loaded()` is false until a configured UAA was read.
+    pub keys: Verifier,
     pub upstream: Option<Upstream>,
     pub brokers: Vec<Arc<Broker>>,
     plans: HashMap<String, Plan>,
@@ -307,7 +308,10 @@ fn seconds(key: &str, value: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(value))
 }
 
-fn load_keys(file: &FileConfig) -> Result<KeySet, ConfigError> {
+/// Largest `auth.verified_token_cache_size`: about 200 bytes an entry.
+const MAX_TOKEN_CACHE: usize = 1_000_000;
+
+fn load_keys(file: &FileConfig) -> Result<Verifier, ConfigError> {
     let auth = &file.auth;
     if auth.audience.is_empty() {
         return Err(ConfigError::invalid("auth.audience", "must not be empty"));
@@ -319,11 +323,33 @@ fn load_keys(file: &FileConfig) -> Result<KeySet, ConfigError> {
         })?;
         pems.push((format!("auth.public_key_files[{i}]"), pem));
     }
+    if auth.verified_token_cache_size > MAX_TOKEN_CACHE {
+        return Err(ConfigError::invalid(
+            "auth.verified_token_cache_size",
+            format!("must be at most {MAX_TOKEN_CACHE}"),
+        ));
+    }
+    let uaa = if auth.uaa_url.is_empty() {
+        None
+    } else {
+        Some(UaaSettings {
+            url: auth.uaa_url.clone(),
+            // 0 would let every bad token fetch from UAA.
+            min_refresh_interval: seconds(
+                "auth.key_refresh_min_interval_seconds",
+                auth.key_refresh_min_interval_seconds,
+            )?,
+            max_age: (auth.key_max_age_seconds > 0)
+                .then(|| Duration::from_secs(auth.key_max_age_seconds)),
+            timeout: seconds("auth.uaa_timeout_seconds", auth.uaa_timeout_seconds)?,
+        })
+    };
     let settings = VerifierSettings {
         audience: auth.audience.clone(),
         issuer: Some(auth.issuer.clone()).filter(|s| !s.is_empty()),
         leeway_seconds: auth.leeway_seconds,
+        cache_size: auth.verified_token_cache_size,
     };
-    KeySet::build(settings, &auth.symmetric_secrets, &pems)
+    Verifier::build(settings, &auth.symmetric_secrets, &pems, uaa.as_ref())
         .map_err(|(key, reason)| ConfigError::invalid(key, reason))
 }

@@ -26,9 +26,12 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
         .req_header()
         .headers
         .get(http::header::AUTHORIZATION);
-    let identity = match bearer_token(header.map(|h| h.as_bytes()), rt.max_token_bytes)
-        .and_then(|token| rt.keys.verify(token))
-    {
+    // Verification may wait for one UAA key refresh (a token signed with a new key).
+    let verified = match bearer_token(header.map(|h| h.as_bytes()), rt.max_token_bytes) {
+        Ok(token) => rt.keys.verify(token).await,
+        Err(e) => Err(e),
+    };
+    let identity = match verified {
         Ok(identity) => identity,
         Err(e) => {
             ctx.outcome.error = Some(e.to_string());

@@ -11,6 +11,7 @@ pub mod raw;
 pub mod recorded;
 pub mod server;
 pub mod token;
+pub mod uaa;
 pub mod upstream;
 
 use std::future::Future;
