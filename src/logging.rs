@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use log::{Level, Log, Metadata, Record};
+
 use crate::config::LogSection;
 
 pub fn init(log: &LogSection) {
@@ -22,10 +24,62 @@ pub fn init(log: &LogSection) {
             writeln!(buf, "{line}")
         });
     }
+    let inner = builder.build();
+    let max = inner.filter();
     // Tests may initialise twice; the first logger stays.
-    let _ = builder.try_init();
-    // Pingora's trace level dumps raw request headers (bearer and broker tokens): never go there.
-    if log::max_level() > log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Debug);
+    if log::set_boxed_logger(Box::new(PingoraCapped(inner))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Pingora logs raw request headers — bearer and broker tokens — at debug and trace, so its
+/// records are kept at info and above whatever level is asked for.
+struct PingoraCapped(env_logger::Logger);
+
+impl PingoraCapped {
+    fn allowed(metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= Level::Info || !metadata.target().starts_with("pingora")
+    }
+}
+
+impl Log for PingoraCapped {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        Self::allowed(metadata) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if Self::allowed(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingora_debug_is_dropped_but_ours_is_kept() {
+        let meta = |level, target| Metadata::builder().level(level).target(target).build();
+        assert!(!PingoraCapped::allowed(&meta(
+            Level::Debug,
+            "pingora_proxy::proxy_h1"
+        )));
+        assert!(!PingoraCapped::allowed(&meta(
+            Level::Trace,
+            "pingora_core::protocols"
+        )));
+        assert!(PingoraCapped::allowed(&meta(
+            Level::Info,
+            "pingora_core::server"
+        )));
+        assert!(PingoraCapped::allowed(&meta(
+            Level::Debug,
+            "brokergate::proxy"
+        )));
     }
 }

@@ -136,7 +136,7 @@ pub fn preregister(metrics: &Metrics, rt: &Runtime) {
         .plans()
         .map(|p| (p.broker.name.as_str(), p.guid.as_str()))
         .collect();
-    metrics.preregister(&brokers, &plans, &crate::proxy::AUTH_FAILURE_REASONS);
+    metrics.preregister(&brokers, &plans, &crate::proxy::auth_failure_reasons());
 }
 
 /// Marks a configuration as loaded: the gauges operators alert on.

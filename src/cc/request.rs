@@ -2,7 +2,8 @@
 //! absent, unknown keys ignored, every failing field reported in CC's field order with
 //! membrane's wording), then the name rules. The body is JSON whatever the Content-Type says.
 
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use super::ApiError;
 
@@ -11,51 +12,101 @@ pub const MAX_NAME_CHARS: usize = 255;
 /// Longest combined length of all tags.
 pub const MAX_TAGS_CHARS: usize = 2048;
 
-/// A decoded, validated create request.
-#[derive(Debug, Clone, PartialEq)]
+/// Deepest accepted nesting of arrays and objects anywhere in the body (serde_json's own
+/// limit for typed values, applied to the raw `parameters` and `gateway_data` too, which no
+/// broker should have to survive deeper).
+pub const MAX_NESTING: usize = 128;
+
+/// A decoded create request. `parameters` and `gateway_data` stay raw JSON, so the broker
+/// receives them byte for byte (a 30-digit number is not rounded on the way).
+#[derive(Debug, Clone)]
 pub struct CreateServiceInstance {
-    /// Trimmed, non-empty, at most 255 characters.
+    /// Trimmed (the name rules are checked later, in CC's order).
     pub name: String,
     pub space_guid: String,
     pub service_plan_guid: String,
-    pub parameters: Option<Map<String, Value>>,
+    /// A JSON object, when given.
+    pub parameters: Option<Box<RawValue>>,
     pub tags: Vec<String>,
-    pub gateway_data: Option<Value>,
+    /// Any JSON, when given.
+    pub gateway_data: Option<Box<RawValue>>,
 }
 
-/// Step 1 of CC's checks: decode the body. Name rules are checked later (`validate_name`),
-/// after the plan, space and scope checks, as CC orders them.
+/// The top-level members of the body, in order. A repeated key is refused: two readers of one
+/// body (brokergate and the Cloud Controller behind it) must never disagree on which counts.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members: Vec<(String, Box<RawValue>)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if members.iter().any(|(k, _)| *k == key) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+impl Members {
+    /// Removes a member; `null` counts as absent, as in CC's `JsonMessage`.
+    fn take(&mut self, key: &str) -> Option<Box<RawValue>> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        let (_, raw) = self.0.swap_remove(i);
+        (raw.get() != "null").then_some(raw)
+    }
+}
+
+/// Step 1 of CC's checks: decode the body. Name rules are checked later
+/// (`validate_name_and_tags`), after the plan, space and scope checks, as CC orders them.
 pub fn decode(body: &[u8]) -> Result<CreateServiceInstance, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::message_parse_error(&parse_detail(body, &e)))?;
-    let mut object = match value {
-        Value::Object(map) => map,
-        Value::Null => return Err(ApiError::message_parse_error("Decoded JSON cannot be nil")),
-        other => {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::message_parse_error("Decoded JSON cannot be nil"));
+    }
+    if nesting_exceeds(body, MAX_NESTING) {
+        return Err(ApiError::message_parse_error(&format!(
+            "invalid JSON: nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    let parse_error =
+        |e: serde_json::Error| ApiError::message_parse_error(&format!("invalid JSON: {e}"));
+    let raw: Box<RawValue> = serde_json::from_slice(body).map_err(parse_error)?;
+    let mut members = match ruby_class(&raw) {
+        "Hash" => serde_json::from_str::<Members>(raw.get()).map_err(parse_error)?,
+        "NilClass" => return Err(ApiError::message_parse_error("Decoded JSON cannot be nil")),
+        class => {
             return Err(ApiError::message_parse_error(&format!(
-                "Decoded JSON must be an object, given an instance of {}",
-                ruby_class(&other)
+                "Decoded JSON must be an object, given an instance of {class}"
             )))
         }
     };
-    object.retain(|_, v| !v.is_null());
 
     let mut errors: Vec<(&str, String)> = Vec::new();
-    let name = required_string(&mut object, "name", &mut errors);
-    let parameters = match object.remove("parameters") {
-        None => None,
-        Some(Value::Object(m)) => Some(m),
-        Some(other) => {
-            errors.push(("parameters", expected("Hash", &other)));
+    let name = required_string(&mut members, "name", &mut errors);
+    let parameters = match members.take("parameters") {
+        Some(raw) if ruby_class(&raw) != "Hash" => {
+            errors.push(("parameters", expected("Hash", &raw)));
             None
         }
+        other => other,
     };
-    let tags = string_list(&mut object, "tags", &mut errors).unwrap_or_default();
-    let space_guid = required_string(&mut object, "space_guid", &mut errors);
-    let service_plan_guid = required_string(&mut object, "service_plan_guid", &mut errors);
+    let tags = string_list(&mut members, "tags", &mut errors).unwrap_or_default();
+    let space_guid = required_string(&mut members, "space_guid", &mut errors);
+    let service_plan_guid = required_string(&mut members, "service_plan_guid", &mut errors);
     // Known to CC's message, so type-checked as CC did, though v1 brokers have no use for them.
-    string_list(&mut object, "service_binding_guids", &mut errors);
-    string_list(&mut object, "service_key_guids", &mut errors);
+    string_list(&mut members, "service_binding_guids", &mut errors);
+    string_list(&mut members, "service_key_guids", &mut errors);
 
     if !errors.is_empty() {
         let detail = errors
@@ -71,7 +122,7 @@ pub fn decode(body: &[u8]) -> Result<CreateServiceInstance, ApiError> {
         service_plan_guid: service_plan_guid.unwrap_or_default(),
         parameters,
         tags,
-        gateway_data: object.remove("gateway_data"),
+        gateway_data: members.take("gateway_data"),
     })
 }
 
@@ -106,42 +157,79 @@ pub fn accepts_incomplete(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(flag)
 }
 
+/// True when arrays/objects nest deeper than `limit`, counting only brackets outside strings.
+fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Ruby's `String#strip`: leading and trailing whitespace and NULs.
 fn strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\0' || c == '\u{0b}')
 }
 
 fn required_string(
-    object: &mut Map<String, Value>,
+    members: &mut Members,
     field: &'static str,
     errors: &mut Vec<(&'static str, String)>,
 ) -> Option<String> {
-    match object.remove(field) {
-        None => {
-            errors.push((field, format!("Missing field {field}")));
-            None
-        }
-        Some(Value::String(s)) => Some(s),
-        Some(other) => {
-            errors.push((field, expected("String", &other)));
+    let Some(raw) = members.take(field) else {
+        errors.push((field, format!("Missing field {field}")));
+        return None;
+    };
+    match string(&raw) {
+        Ok(s) => Some(s),
+        Err(err) => {
+            errors.push((field, err));
             None
         }
     }
 }
 
+/// A JSON string's value, or the error text for a member that is not one.
+fn string(raw: &RawValue) -> Result<String, String> {
+    if ruby_class(raw) != "String" {
+        return Err(expected("String", raw));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| format!("invalid string: {e}"))
+}
+
 fn string_list(
-    object: &mut Map<String, Value>,
+    members: &mut Members,
     field: &'static str,
     errors: &mut Vec<(&'static str, String)>,
 ) -> Option<Vec<String>> {
-    let items = match object.remove(field)? {
-        Value::Array(items) => items,
-        other => {
+    let raw = members.take(field)?;
+    let items: Vec<Box<RawValue>> = match serde_json::from_str(raw.get()) {
+        Ok(items) if ruby_class(&raw) == "Array" => items,
+        _ => {
             errors.push((
                 field,
                 format!(
                     "Expected instance of Array, given instance of {}",
-                    ruby_class(&other)
+                    ruby_class(&raw)
                 ),
             ));
             return None;
@@ -149,10 +237,10 @@ fn string_list(
     };
     let mut out = Vec::with_capacity(items.len());
     let mut item_errors = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        match item {
-            Value::String(s) => out.push(s),
-            other => item_errors.push(format!("At index {i}: {}", expected("String", &other))),
+    for (i, item) in items.iter().enumerate() {
+        match string(item) {
+            Ok(s) => out.push(s),
+            Err(e) => item_errors.push(format!("At index {i}: {e}")),
         }
     }
     if item_errors.is_empty() {
@@ -164,38 +252,32 @@ fn string_list(
 }
 
 /// membrane's class-schema message.
-fn expected(class: &str, given: &Value) -> String {
+fn expected(class: &str, given: &RawValue) -> String {
     format!(
         "Expected instance of {class}, given an instance of {}",
         ruby_class(given)
     )
 }
 
-/// The Ruby class a JSON value decodes to in CC.
-fn ruby_class(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NilClass",
-        Value::Bool(true) => "TrueClass",
-        Value::Bool(false) => "FalseClass",
-        Value::Number(n) if n.is_f64() => "Float",
-        Value::Number(_) => "Integer",
-        Value::String(_) => "String",
-        Value::Array(_) => "Array",
-        Value::Object(_) => "Hash",
-    }
-}
-
-fn parse_detail(body: &[u8], e: &serde_json::Error) -> String {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        "Decoded JSON cannot be nil".into()
-    } else {
-        format!("invalid JSON: {e}")
+/// The Ruby class a JSON value decodes to in CC, read off already-validated JSON text.
+fn ruby_class(raw: &RawValue) -> &'static str {
+    let text = raw.get().trim_start();
+    match text.as_bytes().first() {
+        Some(b'{') => "Hash",
+        Some(b'[') => "Array",
+        Some(b'"') => "String",
+        Some(b't') => "TrueClass",
+        Some(b'f') => "FalseClass",
+        Some(b'n') => "NilClass",
+        _ if text.contains(['.', 'e', 'E']) => "Float",
+        _ => "Integer",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn seed() -> Value {
         serde_json::json!({
@@ -290,6 +372,46 @@ mod tests {
             .unwrap_err()
             .description
             .ends_with("Decoded JSON cannot be nil"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_anywhere_in_the_body() {
+        let deep = |n: usize| {
+            format!(
+                r#"{{"name":"a","space_guid":"s","service_plan_guid":"p","parameters":{}1{}}}"#,
+                r#"{"a":"#.repeat(n),
+                "}".repeat(n)
+            )
+        };
+        assert!(decode(deep(100).as_bytes()).is_ok());
+        let e = decode(deep(200).as_bytes()).unwrap_err();
+        assert!(e.description.contains("nested deeper"), "{}", e.description);
+        // Brackets inside strings do not count.
+        let text = format!(
+            r#"{{"name":"{}","space_guid":"s","service_plan_guid":"p"}}"#,
+            "[\\\"[".repeat(300)
+        );
+        assert!(decode(text.as_bytes()).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn duplicate_top_level_keys_are_refused() {
+        let body = br#"{"name":"a","name":"b","space_guid":"s","service_plan_guid":"p"}"#;
+        let e = decode(body).unwrap_err();
+        assert_eq!(e.code, 1001);
+        assert!(e.description.contains("duplicate key"), "{}", e.description);
+    }
+
+    #[test]
+    fn parameters_and_gateway_data_are_kept_byte_for_byte() {
+        let body = br#"{"name":"a","space_guid":"s","service_plan_guid":"p",
+            "parameters":{"n":123456789012345678901234567890,"f":2.50},"gateway_data":[1, "x"]}"#;
+        let r = decode(body).unwrap();
+        assert_eq!(
+            r.parameters.unwrap().get(),
+            r#"{"n":123456789012345678901234567890,"f":2.50}"#
+        );
+        assert_eq!(r.gateway_data.unwrap().get(), r#"[1, "x"]"#);
     }
 
     #[test]

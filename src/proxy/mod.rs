@@ -30,21 +30,15 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
 }
 
-/// Every `reason` label of `brokergate_auth_failures_total`.
-pub const AUTH_FAILURE_REASONS: [&str; 12] = [
-    "missing",
-    "malformed",
-    "too_large",
-    "alg_not_allowed",
-    "bad_signature",
-    "expired",
-    "not_yet_valid",
-    "wrong_audience",
-    "wrong_issuer",
-    "refresh_token",
-    "no_identity",
-    "insufficient_scope",
-];
+/// Every `reason` label of `brokergate_auth_failures_total`: no token, each way a token can
+/// be invalid, and a valid token without the scope.
+pub fn auth_failure_reasons() -> Vec<&'static str> {
+    let invalid = crate::auth::InvalidReason::ALL.iter().map(|r| r.as_str());
+    std::iter::once("missing")
+        .chain(invalid)
+        .chain(std::iter::once("insufficient_scope"))
+        .collect()
+}
 
 impl Gateway {
     pub fn new(
@@ -154,6 +148,12 @@ impl ProxyHttp for Gateway {
             outcome: Outcome::default(),
             _in_flight: InFlight::new(&self.metrics.http_requests_in_flight),
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // Answer requests a client pipelined behind this one instead of dropping them.
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {

@@ -112,8 +112,8 @@ impl Provisioner {
             organization_guid: reservation.organization_guid.as_deref(),
             unique_id: &plan.unique_id,
             name: &reservation.name,
-            plan_option: req.gateway_data.as_ref(),
-            parameters: req.parameters.as_ref(),
+            plan_option: req.gateway_data.as_deref(),
+            parameters: req.parameters.as_deref(),
         };
         let identity_header = originating_identity(&identity.user_id);
         let (answer, broker_call) = self

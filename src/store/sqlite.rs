@@ -72,20 +72,29 @@ impl SqliteStore {
         connect(&self.path, self.synchronous)
     }
 
-    /// Removes reservations left by a process that died mid broker call, and returns them
-    /// so the caller can log each one: the broker may hold an instance nobody recorded.
-    pub fn recover_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+    /// Removes reservations left by a process that died mid broker call (those created before
+    /// `created_before`, unix seconds), and returns them so the caller can log each one: the
+    /// broker may hold an instance nobody recorded.
+    pub fn recover_reservations(
+        &self,
+        created_before: i64,
+    ) -> Result<Vec<Reservation>, StoreError> {
         let conn = self.connect()?;
         let mut stmt = conn
-            .prepare(&format!("{SELECT} WHERE state = 'reserved'"))
+            .prepare(&format!(
+                "{SELECT} WHERE state = 'reserved' AND created_at < ?1"
+            ))
             .map_err(backend)?;
         let rows = stmt
-            .query_map([], row_to_record)
+            .query_map([created_before], row_to_record)
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        conn.execute("DELETE FROM service_instances WHERE state = 'reserved'", [])
-            .map_err(backend)?;
+        conn.execute(
+            "DELETE FROM service_instances WHERE state = 'reserved' AND created_at < ?1",
+            [created_before],
+        )
+        .map_err(backend)?;
         Ok(rows.into_iter().map(|r| r.reservation).collect())
     }
 
@@ -328,7 +337,7 @@ mod tests {
             store.reserve(&reservation("crashed", "b")).await.unwrap();
         }
         let store = SqliteStore::open(&path, "full").unwrap();
-        let recovered = store.recover_reservations().unwrap();
+        let recovered = store.recover_reservations(i64::MAX).unwrap();
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].guid, "crashed");
         let done = store.get("done").await.unwrap().unwrap();

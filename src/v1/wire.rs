@@ -19,12 +19,12 @@ pub struct ProvisionRequest<'a> {
     /// The plan's unique id.
     pub unique_id: &'a str,
     pub name: &'a str,
-    /// The request's `gateway_data`; v1 gateways know it as `plan_option`.
+    /// The request's `gateway_data`, verbatim; v1 gateways know it as `plan_option`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan_option: Option<&'a Value>,
-    /// The request's `parameters`; gateways that do not know the key ignore it.
+    pub plan_option: Option<&'a RawValue>,
+    /// The request's `parameters`, verbatim; gateways that do not know the key ignore it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<&'a Map<String, Value>>,
+    pub parameters: Option<&'a RawValue>,
 }
 
 /// A successful provision answer. `configuration` and `credentials` stay raw JSON so they
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn request_keys_follow_the_cloud_controller_order() {
-        let opt = serde_json::json!({"size": "big"});
+        let opt = RawValue::from_string(r#"{"size":"big"}"#.into()).unwrap();
         let req = ProvisionRequest {
             label: "echo-1.0".into(),
             email: None,
