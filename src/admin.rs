@@ -41,13 +41,18 @@ pub struct AdminService {
     state: Arc<AdminState>,
 }
 
-/// Binds the admin address now, so a taken port fails the start. `SO_REUSEPORT` lets a new
-/// process bind it during a graceful upgrade while the old one still holds it.
-pub fn bind(addr: &str) -> Result<std::net::TcpListener, String> {
+/// Binds the admin address now, so a taken port fails the start. `SO_REUSEPORT` lets the new
+/// process of a graceful upgrade (`upgrading`) bind it while the old one still answers there;
+/// because the kernel would then silently share the port with anyone else who set it too, a
+/// normal start first checks that nothing answers on the port.
+pub fn bind(addr: &str, upgrading: bool) -> Result<std::net::TcpListener, String> {
     let addr: SocketAddr = addr
         .parse()
         .map_err(|e| format!("server.admin_listen: {e}"))?;
     let fail = |e: std::io::Error| format!("server.admin_listen: cannot listen on {addr}: {e}");
+    if !upgrading && someone_listens(addr) {
+        return Err(format!("server.admin_listen: {addr} is already in use"));
+    }
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -60,6 +65,18 @@ pub fn bind(addr: &str) -> Result<std::net::TcpListener, String> {
     socket.listen(128).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     Ok(socket.into())
+}
+
+/// True when a connection to `addr` (or loopback, for a wildcard address) is accepted.
+fn someone_listens(addr: SocketAddr) -> bool {
+    let mut probe = addr;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
 }
 
 impl AdminService {

@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 
 /// How often the config file is checked for changes.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// A changed file must read the same again after this long before it is loaded.
+const SETTLE: Duration = Duration::from_millis(200);
 
 pub struct Reloader {
     path: PathBuf,
@@ -49,15 +51,19 @@ impl Reloader {
         self.reload_locked(trigger, &mut last_tried).await
     }
 
-    /// Reloads when the file's content differs from the last one tried.
+    /// Reloads when the file's content differs from the last one tried and has stopped
+    /// changing: an editor or `cp` caught halfway through a write is looked at again later.
     async fn reload_if_changed(&self) {
         let mut last_tried = self.last_tried.lock().await;
-        match config::hash_of(&self.path) {
-            Ok(hash) if hash != *last_tried => {
-                let _ = self.reload_locked("file change", &mut last_tried).await;
-            }
-            // Unchanged, or unreadable mid-write: look again at the next poll.
-            _ => {}
+        let Ok(first) = config::hash_of(&self.path) else {
+            return;
+        };
+        if first == *last_tried {
+            return;
+        }
+        tokio::time::sleep(SETTLE).await;
+        if config::hash_of(&self.path).is_ok_and(|second| second == first) {
+            let _ = self.reload_locked("file change", &mut last_tried).await;
         }
     }
 

@@ -66,7 +66,7 @@ pub fn open_store(rt: &Runtime, upgrade: bool) -> Result<SqliteStore, String> {
 /// `rt.admin_listen`; callers may add services before running it.
 pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
     let store = Arc::new(open_store(&rt, opts.upgrade)?);
-    let admin_listener = admin::bind(&rt.admin_listen)?;
+    let admin_listener = admin::bind(&rt.admin_listen, opts.upgrade)?;
     let conf = ServerConf {
         threads: rt.threads,
         daemon: opts.daemon,

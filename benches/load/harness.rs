@@ -866,29 +866,47 @@ fn main() -> Res<()> {
             };
         }
         if o.runs("open") {
-            for (idx, port) in [(2usize, o.port(6)), (3, o.port(7))] {
-                let peak = create[idx].med(|x| x.rps);
-                let rate = (peak / 2.0).max(1.0);
-                let mut ol = OpenLoop {
-                    name: create[idx].name.clone(),
-                    peak,
+            // brokergate at half its own peak; as controls, the same POST through nginx and
+            // directly to the broker at brokergate (full)'s rate: the floor this machine and
+            // this load generator give the tail at that rate.
+            let half = |idx: usize| (create[idx].med(|x| x.rps) / 2.0).max(1.0);
+            let specs = [
+                (2usize, o.port(6), "cc", half(2), true),
+                (3, o.port(7), "cc", half(3), true),
+                (1, o.port(3), "v1", half(2), false),
+                (0, o.port(2), "v1", half(2), false),
+            ];
+            for &(idx, _, _, rate, own) in &specs {
+                open.push(OpenLoop {
+                    name: if own {
+                        create[idx].name.clone()
+                    } else {
+                        format!("control: {} at brokergate (full)'s rate", create[idx].name)
+                    },
+                    peak: create[idx].med(|x| x.rps),
                     rate,
                     samples: Vec::new(),
-                };
-                println!(
-                    "\n== open loop: {} at {rate:.0} req/s (half of {peak:.0}) ==",
-                    ol.name
-                );
-                let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-                for round in 0..o.rounds {
+                });
+            }
+            println!(
+                "\n== open loop at half of brokergate's peak: {} s per run, {} connections ==",
+                o.open_seconds, o.open_conns
+            );
+            let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+            let n = specs.len();
+            for round in 0..o.rounds {
+                for k in 0..n {
+                    let i = (round + k) % n;
+                    let (_, port, kind, rate, _) = specs[i];
                     let m = loadgen(
                         &o,
                         "open",
                         port,
                         &[
-                            ("kind", "cc".into()),
+                            ("kind", kind.into()),
                             ("token", token.clone()),
-                            ("prefix", format!("o{round}-{idx}-{stamp}")),
+                            ("broker-token", BROKER_TOKEN.into()),
+                            ("prefix", format!("o{round}-{i}-{stamp}")),
                             ("rate", format!("{rate:.3}")),
                             ("seconds", o.open_seconds.to_string()),
                             ("conns", o.open_conns.to_string()),
@@ -902,9 +920,10 @@ fn main() -> Res<()> {
                         errors: (num(&m, "bad_status") + num(&m, "io_errors")) as u64,
                     };
                     println!(
-                        "round {}/{} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  errors {}  late {}",
+                        "round {}/{} {:<58} {:>6.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  errors {}  late {}",
                         round + 1,
                         o.rounds,
+                        open[i].name,
                         s.rps,
                         s.p50_ms,
                         s.p99_ms,
@@ -912,10 +931,10 @@ fn main() -> Res<()> {
                         s.errors,
                         num(&m, "late")
                     );
-                    ol.samples
+                    open[i]
+                        .samples
                         .push((s, num(&m, "late") as u64, num(&m, "unsent") as u64));
                 }
-                open.push(ol);
             }
         }
         drop(bg_full);
@@ -1095,7 +1114,7 @@ fn main() -> Res<()> {
             md,
             "## Open loop: brokergate create at half its measured peak\n"
         );
-        let _ = writeln!(md, "Fixed-rate `loadgen open` (wrk2's model: latency counted from when a request was due if its connection was still busy, so queueing is not hidden), {} connections, {} s per round, unique names.\n", o.open_conns, o.open_seconds);
+        let _ = writeln!(md, "Fixed-rate `loadgen open` (wrk2's model: latency counted from when a request was due if its connection was still busy, so queueing is not hidden), {} connections, {} s per run, unique names, rounds alternating. The control rows send the v1 POST at brokergate (full)'s rate through nginx and directly to the broker: the tail this machine and load generator give at that rate without brokergate.\n", o.open_conns, o.open_seconds);
         md.push_str("| candidate | peak req/s (closed loop) | target rate | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | late sends | p99 per round |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for ol in &open {
             let med = |f: &dyn Fn(&Sample) -> f64| {

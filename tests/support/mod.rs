@@ -19,9 +19,21 @@ use std::time::{Duration, Instant};
 
 /// A 127.0.0.1 port that nothing listened on a moment ago: bind port 0, read
 /// the port the kernel picked, release it. Racy by nature, good enough here.
+///
+/// Never hands out the same port twice in one test binary: tests run in
+/// parallel threads, and a gateway's listeners share a port silently with
+/// another gateway's (`SO_REUSEPORT`) instead of failing to bind.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
 }
 
 /// Poll `cond` every 20 ms until it holds or `timeout` passes; returns
