@@ -31,6 +31,7 @@ pub fn run() -> Result<(), String> {
     let broker_addr = broker.target.addr.to_string();
     let broker_token = broker.token.expose().to_string();
     let listen = rt.listen.clone();
+    let admin = rt.admin_listen.clone();
 
     let mut server = server::build(rt, &server::RunOptions::default())?;
     let mut echo = Service::new(
@@ -71,7 +72,7 @@ fn mint_token() -> Result<String, String> {
     .map_err(|e| e.to_string())
 }
 
-fn instructions(listen: &str, token: &str, store: &str) -> String {
+fn instructions(listen: &str, admin: &str, token: &str, store: &str) -> String {
     format!(
         r#"brokergate demo: gateway on http://{listen}, echo v1 broker built in, store {store}
 Token valid for one hour. Paste this (the documented request); it answers 201 Created:
@@ -86,7 +87,8 @@ curl "http://{listen}/v2/service_instances" -d '{{
 -H "Content-Type: application/x-www-form-urlencoded" \
 -H "Cookie: "
 
-A second paste answers 400 (60002, the name is taken). Ctrl-C stops the demo."#
+A second paste answers 400 (60002, the name is taken). Metrics: http://{admin}/metrics
+Access log lines (JSON) follow below. Ctrl-C stops the demo."#
     )
 }
 

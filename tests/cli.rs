@@ -475,7 +475,11 @@ async fn environment_override_changes_the_listen_address_of_run() {
 
     let cfg = GatewayConfig::new(&support::broker::refused_url());
     let config_path = cfg.dir().join("env-listen.toml");
-    std::fs::write(&config_path, cfg.render(file_addr)).unwrap();
+    let rendered = cfg
+        .clone()
+        .admin_port(support::free_port())
+        .render(file_addr);
+    std::fs::write(&config_path, rendered).unwrap();
     let stderr_path = cfg.dir().join("env-listen.stderr.log");
 
     let mut cmd = brokergate(&["run", "-c", config_path.to_str().unwrap()]);
@@ -516,6 +520,7 @@ async fn environment_override_changes_the_listen_address_of_run() {
 
 const DEMO_API: &str = "127.0.0.1:8080";
 const DEMO_BROKER: &str = "127.0.0.1:9001";
+const DEMO_ADMIN: &str = "127.0.0.1:9102";
 
 /// A minimal POSIX-shell word splitter: single and double quotes, backslash
 /// escapes and line continuations. `None` while a quote is still open or the
@@ -654,7 +659,7 @@ impl CurlRequest {
 
 /// Both demo ports are free right now.
 fn demo_ports_free() -> bool {
-    [DEMO_API, DEMO_BROKER]
+    [DEMO_API, DEMO_BROKER, DEMO_ADMIN]
         .iter()
         .all(|a| TcpListener::bind(a).is_ok())
 }
@@ -662,7 +667,9 @@ fn demo_ports_free() -> bool {
 #[tokio::test]
 async fn demo_prints_a_curl_that_creates_then_reports_the_name_taken() {
     if !demo_ports_free() {
-        eprintln!("SKIPPED: {DEMO_API} or {DEMO_BROKER} is in use; brokergate demo needs both");
+        eprintln!(
+            "SKIPPED: {DEMO_API}, {DEMO_BROKER} or {DEMO_ADMIN} is in use; brokergate demo needs them"
+        );
         return;
     }
     let cwd = TempDir::new().unwrap();
