@@ -46,7 +46,7 @@ pub fn run() -> Result<(), String> {
 
     println!(
         "{}",
-        instructions(&listen, &mint_token()?, &file.store.sqlite_path)
+        instructions(&listen, &admin, &mint_token()?, &file.store.sqlite_path)
     );
     server.run_forever()
 }
