@@ -3,6 +3,7 @@
 //! broker is called and becomes `created` only when the broker's answer is committed.
 
 mod sqlite;
+mod writer;
 
 pub use sqlite::SqliteStore;
 

@@ -1,14 +1,16 @@
 //! The embedded SQLite store. WAL journal; `synchronous = FULL` by default, so a committed row
-//! survives power loss, not only a process crash. Calls run on tokio's blocking pool so a
-//! commit's fsync never stalls a proxy thread.
+//! survives power loss, not only a process crash. Writes go through the group-commit writer
+//! thread (`writer.rs`); reads run on tokio's blocking pool on a connection of their own, so
+//! no fsync ever stalls a proxy thread.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 
+use super::writer::{Write, Writer};
 use super::{InstanceRecord, Provisioned, Reservation, State, Store, StoreError};
 
 const SCHEMA: &str = "
@@ -37,8 +39,10 @@ PRAGMA user_version = 1;
 pub struct SqliteStore {
     path: PathBuf,
     synchronous: &'static str,
-    /// Opened on first use, so no SQLite connection is carried across the fork of daemon mode.
+    /// Connections and the writer thread start on first use, so none is carried across the
+    /// fork of daemon mode.
     conn: Arc<Mutex<Option<Connection>>>,
+    writer: OnceLock<Writer>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -63,6 +67,7 @@ impl SqliteStore {
                 "FULL"
             },
             conn: Arc::new(Mutex::new(None)),
+            writer: OnceLock::new(),
         };
         store.connect()?.execute_batch(SCHEMA).map_err(backend)?;
         Ok(store)
@@ -98,6 +103,15 @@ impl SqliteStore {
         Ok(rows.into_iter().map(|r| r.reservation).collect())
     }
 
+    fn writer(&self) -> Result<&Writer, StoreError> {
+        if let Some(w) = self.writer.get() {
+            return Ok(w);
+        }
+        let started = Writer::start(self.path.clone(), self.synchronous)?;
+        // Two first writes may race to start one; the loser's thread exits with its handle.
+        Ok(self.writer.get_or_init(|| started))
+    }
+
     /// A round trip to the database, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| {
@@ -127,7 +141,7 @@ impl SqliteStore {
     }
 }
 
-fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
+pub(super) fn connect(path: &Path, synchronous: &str) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| backend(format!("{}: {e}", path.display())))?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
@@ -199,75 +213,17 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn reserve(&self, r: &Reservation) -> Result<(), StoreError> {
-        let r = r.clone();
-        self.with_conn(move |conn| {
-            let tags = serde_json::to_string(&r.tags).map_err(backend)?;
-            let inserted = conn.execute(
-                "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
-                     service_plan_guid, broker, tags, creator_user_id, creator_email, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'reserved', ?10)",
-                params![
-                    r.guid,
-                    r.name,
-                    r.space_guid,
-                    r.organization_guid,
-                    r.service_plan_guid,
-                    r.broker,
-                    tags,
-                    r.creator_user_id,
-                    r.creator_email,
-                    r.created_at
-                ],
-            );
-            match inserted {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-                    Err(StoreError::NameTaken)
-                }
-                Err(e) => Err(backend(e)),
-            }
-        })
-        .await
+        self.writer()?.write(Write::Reserve(r.clone())).await
     }
 
     async fn release(&self, guid: &str) -> Result<(), StoreError> {
-        let guid = guid.to_string();
-        self.with_conn(move |conn| {
-            conn.execute(
-                "DELETE FROM service_instances WHERE guid = ?1 AND state = 'reserved'",
-                params![guid],
-            )
-            .map(drop)
-            .map_err(backend)
-        })
-        .await
+        self.writer()?.write(Write::Release(guid.to_string())).await
     }
 
     async fn commit(&self, guid: &str, p: &Provisioned) -> Result<(), StoreError> {
-        let guid = guid.to_string();
-        let p = p.clone();
-        self.with_conn(move |conn| {
-            let changed = conn
-                .execute(
-                    "UPDATE service_instances SET state = 'created', broker_service_id = ?2,
-                         gateway_data = ?3, credentials = ?4, dashboard_url = ?5
-                     WHERE guid = ?1 AND state = 'reserved'",
-                    params![
-                        guid,
-                        p.broker_service_id,
-                        p.gateway_data.get(),
-                        p.credentials.get(),
-                        p.dashboard_url
-                    ],
-                )
-                .map_err(backend)?;
-            if changed == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::NoReservation(guid))
-            }
-        })
-        .await
+        self.writer()?
+            .write(Write::Commit(guid.to_string(), p.clone()))
+            .await
     }
 
     async fn get(&self, guid: &str) -> Result<Option<InstanceRecord>, StoreError> {
@@ -349,6 +305,41 @@ mod tests {
         assert!(store.get("crashed").await.unwrap().is_none());
         // The recovered name is free again.
         store.reserve(&reservation("again", "b")).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_transactions_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3"), "full").unwrap());
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let guid = format!("g{i}");
+                    store
+                        .reserve(&reservation(&guid, &format!("n{}", i % 100)))
+                        .await?;
+                    store.commit(&guid, &provisioned()).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(StoreError::NameTaken) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(ok, 100, "each of the 100 names is created exactly once");
+        let mut created = 0;
+        for i in 0..200 {
+            let record = store.get(&format!("g{i}")).await.unwrap();
+            if record.is_some_and(|r| r.state == State::Created) {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 100);
     }
 
     #[tokio::test]

@@ -1,0 +1,151 @@
+//! Group commit: every write (reserve, release, commit) goes to one writer thread, which runs
+//! whatever has queued up meanwhile in a single transaction — one fsync for the batch instead
+//! of one per write — and answers each caller only after that transaction is durable. A write
+//! that fails (a taken name, a missing reservation) fails alone: SQLite rolls back just that
+//! statement, not the batch.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, ErrorCode};
+use tokio::sync::oneshot;
+
+use super::{Provisioned, Reservation, StoreError};
+
+/// Most writes one transaction carries; bounds the latency a long queue adds to its head.
+const MAX_BATCH: usize = 256;
+
+pub enum Write {
+    Reserve(Reservation),
+    Release(String),
+    Commit(String, Provisioned),
+}
+
+struct Job {
+    write: Write,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The handle callers queue writes on; the thread exits when it is dropped.
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl Writer {
+    /// Starts the writer thread on its own connection.
+    pub fn start(path: PathBuf, synchronous: &'static str) -> Result<Writer, StoreError> {
+        let conn = super::sqlite::connect(&path, synchronous)?;
+        let (queue, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("brokergate-store".into())
+            .spawn(move || run(&conn, &jobs))
+            .map_err(backend)?;
+        Ok(Writer { queue })
+    }
+
+    /// Queues a write and waits until it is durable (or failed).
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        let (done, result) = oneshot::channel();
+        self.queue
+            .send(Job { write, done })
+            .map_err(|_| backend("the store writer has stopped"))?;
+        result
+            .await
+            .map_err(|_| backend("the store writer has stopped"))?
+    }
+}
+
+fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(e) => batch.iter().map(|_| Err(backend(&e))).collect(),
+            Ok(()) => {
+                let results: Vec<_> = batch.iter().map(|job| apply(conn, &job.write)).collect();
+                match conn.execute_batch("COMMIT") {
+                    Ok(()) => results,
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        results.iter().map(|_| Err(backend(&e))).collect()
+                    }
+                }
+            }
+        };
+        for (job, result) in batch.into_iter().zip(results) {
+            // A caller that went away (client hung up) needs no answer.
+            let _ = job.done.send(result);
+        }
+    }
+}
+
+fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::Reserve(r) => {
+            let tags = serde_json::to_string(&r.tags).map_err(backend)?;
+            let inserted = conn.execute(
+                "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
+                     service_plan_guid, broker, tags, creator_user_id, creator_email, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'reserved', ?10)",
+                params![
+                    r.guid,
+                    r.name,
+                    r.space_guid,
+                    r.organization_guid,
+                    r.service_plan_guid,
+                    r.broker,
+                    tags,
+                    r.creator_user_id,
+                    r.creator_email,
+                    r.created_at
+                ],
+            );
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::NameTaken)
+                }
+                Err(e) => Err(backend(e)),
+            }
+        }
+        Write::Release(guid) => conn
+            .execute(
+                "DELETE FROM service_instances WHERE guid = ?1 AND state = 'reserved'",
+                params![guid],
+            )
+            .map(drop)
+            .map_err(backend),
+        Write::Commit(guid, p) => {
+            let changed = conn
+                .execute(
+                    "UPDATE service_instances SET state = 'created', broker_service_id = ?2,
+                         gateway_data = ?3, credentials = ?4, dashboard_url = ?5
+                     WHERE guid = ?1 AND state = 'reserved'",
+                    params![
+                        guid,
+                        p.broker_service_id,
+                        p.gateway_data.get(),
+                        p.credentials.get(),
+                        p.dashboard_url
+                    ],
+                )
+                .map_err(backend)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NoReservation(guid.clone()))
+            }
+        }
+    }
+}
