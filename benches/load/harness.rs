@@ -8,7 +8,8 @@
 //! core 1, with one worker (brokergate and bare pingora `threads = 1`, nginx
 //! `worker_processes 1`).
 //!
-//! Knobs (environment): LOAD_SECONDS (10), LOAD_WARMUP (2), LOAD_ROUNDS (3), LOAD_CONNS (32),
+//! Knobs (environment): LOAD_SECONDS (6), LOAD_WARMUP (2), LOAD_ROUNDS (5), LOAD_OPEN_ROUNDS (3),
+//! LOAD_CONNS (32),
 //! LOAD_OPEN_SECONDS (10), LOAD_OPEN_CONNS (64), LOAD_MEM_CREATES (100000), LOAD_IDLE_CONNS
 //! (1000), LOAD_MEM_SYNC (full), LOAD_MEM_MAX_SECONDS (900), LOAD_BASE_PORT (18080),
 //! LOAD_OUT (benches/load), LOAD_SKIP (comma list of phases to skip: pass,create,open,mem).
@@ -44,6 +45,7 @@ struct Opts {
     seconds: u64,
     warmup: u64,
     rounds: usize,
+    open_rounds: usize,
     conns: u32,
     open_seconds: u64,
     open_conns: u32,
@@ -65,9 +67,10 @@ impl Opts {
             .map(PathBuf::from)
             .unwrap_or_else(|_| repo.join("benches/load"));
         Ok(Opts {
-            seconds: env_num("LOAD_SECONDS", 10),
+            seconds: env_num("LOAD_SECONDS", 6),
             warmup: env_num("LOAD_WARMUP", 2),
-            rounds: env_num("LOAD_ROUNDS", 3),
+            rounds: env_num("LOAD_ROUNDS", 5),
+            open_rounds: env_num("LOAD_OPEN_ROUNDS", 3),
             conns: env_num("LOAD_CONNS", 32),
             open_seconds: env_num("LOAD_OPEN_SECONDS", 10),
             open_conns: env_num("LOAD_OPEN_CONNS", 64),
@@ -465,6 +468,10 @@ struct Sample {
     p99_ms: f64,
     p999_ms: f64,
     errors: u64,
+    /// CPU time (user + system) the process under test spent per successful request, µs;
+    /// NaN for the direct baselines. Unlike requests/s, barely moved by other tenants of the
+    /// machine taking turns on the proxy's core.
+    cpu_us: f64,
 }
 
 /// One closed-loop `wrk` run on core 0.
@@ -497,6 +504,7 @@ fn wrk(o: &Opts, port: u16, kind: &str, prefix: &str, token: &str, seconds: u64)
         p99_ms: num(&m, "p99_us") / 1e3,
         p999_ms: num(&m, "p999_us") / 1e3,
         errors,
+        cpu_us: good,
     })
 }
 
@@ -549,6 +557,8 @@ struct Candidate {
     kind: &'static str,
     /// The process under test, for its peak RSS; `None` for the direct baselines.
     proc_key: Option<&'static str>,
+    /// The processes whose CPU time is charged to this candidate (empty: direct).
+    pids: Vec<u32>,
     samples: Vec<Sample>,
     rss_mib: Option<f64>,
 }
@@ -567,9 +577,14 @@ impl Candidate {
             port,
             kind,
             proc_key,
+            pids: Vec::new(),
             samples: Vec::new(),
             rss_mib: None,
         }
+    }
+    fn pids(mut self, p: &Proc) -> Self {
+        self.pids = p.pids();
+        self
     }
     fn med(&self, f: impl Fn(&Sample) -> f64) -> f64 {
         median(self.samples.iter().map(f).collect())
@@ -588,19 +603,59 @@ fn ratio(a: &Candidate, b: &Candidate) -> f64 {
     )
 }
 
+/// Median over rounds of `b[r].cpu_us / a[r].cpu_us`: `a`'s throughput relative to `b`'s if
+/// each had the core to itself.
+fn cpu_ratio(a: &Candidate, b: &Candidate) -> f64 {
+    median(
+        a.samples
+            .iter()
+            .zip(&b.samples)
+            .map(|(x, y)| y.cpu_us / x.cpu_us)
+            .collect(),
+    )
+}
+
+/// utime + stime of these processes, clock ticks (all threads; nginx: master + workers).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| {
+                    rest.split_whitespace()
+                        .map(|f| f.parse().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            // After the comm: state(0) ... utime(11) stime(12).
+            fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+        })
+        .sum()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    sh("getconf CLK_TCK").parse().unwrap_or(100.0)
+}
+
 fn table(cands: &[Candidate]) -> String {
     let mut s = String::from(
-        "| candidate | requests/s | p50 ms | p99 ms | peak RSS MiB | errors | requests/s per round |\n|---|---:|---:|---:|---:|---:|---|\n",
+        "| candidate | requests/s | p50 ms | p99 ms | proxy CPU µs/request | peak RSS MiB | errors | requests/s per round |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for c in cands {
         let rounds: Vec<String> = c.samples.iter().map(|x| format!("{:.0}", x.rps)).collect();
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
             c.name,
             c.med(|x| x.rps),
             c.med(|x| x.p50_ms),
             c.med(|x| x.p99_ms),
+            if c.pids.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:.1}", c.med(|x| x.cpu_us))
+            },
             c.rss_mib.map_or("—".into(), |m| format!("{m:.1}")),
             c.samples.iter().map(|x| x.errors).sum::<u64>(),
             rounds.join(" / "),
@@ -643,15 +698,24 @@ fn run_section(o: &Opts, title: &str, cands: &mut [Candidate], token: &str, tag:
             let c = &mut cands[i];
             let prefix = format!("r{round}{tag}{i}-{stamp}");
             let tok = if c.kind == "v1" { BROKER_TOKEN } else { token };
-            let s = wrk(o, c.port, c.kind, &prefix, tok, o.seconds)?;
+            let before = cpu_ticks(&c.pids);
+            let mut s = wrk(o, c.port, c.kind, &prefix, tok, o.seconds)?;
+            let ticks = cpu_ticks(&c.pids).saturating_sub(before) as f64;
+            // `wrk` put the successful request count in cpu_us.
+            s.cpu_us = if c.pids.is_empty() {
+                f64::NAN
+            } else {
+                ticks / clock_ticks_per_second() * 1e6 / s.cpu_us.max(1.0)
+            };
             println!(
-                "round {}/{} {:<44} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                "round {}/{} {:<44} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU {:>6.1} µs/req  errors {}",
                 round + 1,
                 o.rounds,
                 c.name,
                 s.rps,
                 s.p50_ms,
                 s.p99_ms,
+                s.cpu_us,
                 s.errors
             );
             c.samples.push(s);
@@ -703,7 +767,7 @@ fn main() -> Res<()> {
     let load_before = loadavg();
     let token = mint_token()?;
     let nginx = PathBuf::from(sh("command -v nginx || echo /usr/sbin/nginx"));
-    let wrk_version = sh("wrk -v 2>&1 | head -1");
+    let wrk_version = sh("wrk -v 2>&1 | head -1 | cut -d' ' -f1,2");
     let nginx_version = sh("nginx -v 2>&1");
 
     // Core 0: origin and broker (shared with the load generator).
@@ -786,21 +850,24 @@ fn main() -> Res<()> {
                 o.port(3),
                 "get",
                 Some("nginx"),
-            ),
+            )
+            .pids(&nginx_proxy),
             Candidate::new(
                 "bare pingora proxy, 1 thread → origin",
                 "bare pingora",
                 o.port(4),
                 "get",
                 Some("bare"),
-            ),
+            )
+            .pids(&bare),
             Candidate::new(
                 "brokergate, 1 thread, unowned route → origin",
                 "brokergate",
                 o.port(5),
                 "get",
                 Some("brokergate"),
-            ),
+            )
+            .pids(&bg_pass),
         ];
         run_section(
             &o,
@@ -840,21 +907,24 @@ fn main() -> Res<()> {
                 o.port(3),
                 "v1",
                 Some("nginx"),
-            ),
+            )
+            .pids(&nginx_proxy),
             Candidate::new(
                 "brokergate create, store synchronous=full (default)",
                 "brokergate full",
                 o.port(6),
                 "cc",
                 Some("full"),
-            ),
+            )
+            .pids(&bg_full),
             Candidate::new(
                 "brokergate create, store synchronous=normal",
                 "brokergate normal",
                 o.port(7),
                 "cc",
                 Some("normal"),
-            ),
+            )
+            .pids(&bg_normal),
         ];
         run_section(&o, "create path POST", &mut create, &token, "c")?;
         for c in &mut create {
@@ -894,7 +964,7 @@ fn main() -> Res<()> {
             );
             let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
             let n = specs.len();
-            for round in 0..o.rounds {
+            for round in 0..o.open_rounds {
                 for k in 0..n {
                     let i = (round + k) % n;
                     let (_, port, kind, rate, _) = specs[i];
@@ -918,11 +988,12 @@ fn main() -> Res<()> {
                         p99_ms: num(&m, "p99_us") / 1e3,
                         p999_ms: num(&m, "p999_us") / 1e3,
                         errors: (num(&m, "bad_status") + num(&m, "io_errors")) as u64,
+                        cpu_us: f64::NAN,
                     };
                     println!(
                         "round {}/{} {:<58} {:>6.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  errors {}  late {}",
                         round + 1,
-                        o.rounds,
+                        o.open_rounds,
                         open[i].name,
                         s.rps,
                         s.p50_ms,
@@ -1050,7 +1121,7 @@ fn main() -> Res<()> {
     );
     let _ = writeln!(
         md,
-        "Settings: loopback only; load generator + origin + mock v1 broker on core 0 (`taskset -c 0`), the proxy under test on core 1 (`taskset -c 1`). {} rounds, candidates alternating (each round starts one candidate later), {} s per run after a {} s warm-up each; closed loop `{}` `-t1 -c{}`; figures are medians of the rounds. brokergate: release build, `[server] threads = 1`, `[log] access_log = false`, `level = \"warn\"`, `RUST_LOG=warn`, HS256 token (one token for the whole run). Bare pingora: `examples/bare_proxy.rs`, 1 thread, `RUST_LOG=warn`. nginx {}: `worker_processes 1`, `access_log off`, upstream `keepalive 64`, `proxy_http_version 1.1`, `keepalive_requests` raised on both sides. Origin: nginx `return 200` of a {}-byte JSON body. Peak RSS is `VmHWM` (nginx: master + worker) read after the section's rounds.\n",
+        "Settings: loopback only; load generator + origin + mock v1 broker on core 0 (`taskset -c 0`), the proxy under test on core 1 (`taskset -c 1`). {} rounds, candidates alternating (each round starts one candidate later), {} s per run after a {} s warm-up each; closed loop `{}` `-t1 -c{}`; figures are medians of the rounds. brokergate: release build, `[server] threads = 1`, `[log] access_log = false`, `level = \"warn\"`, `RUST_LOG=warn`, HS256 token (one token for the whole run). Bare pingora: `examples/bare_proxy.rs`, 1 thread, `RUST_LOG=warn`. nginx {}: `worker_processes 1`, `access_log off`, upstream `keepalive 64`, `proxy_http_version 1.1`, `keepalive_requests` raised on both sides. Origin: nginx `return 200` of a {}-byte JSON body. Peak RSS is `VmHWM` (nginx: master + worker) read after the section's rounds. Proxy CPU µs/request is the user + system time of the process under test (all its threads; nginx: master + worker) during a run, over the requests it served.\n",
         o.rounds,
         o.seconds,
         o.warmup,
@@ -1059,6 +1130,17 @@ fn main() -> Res<()> {
         nginx_version.trim_start_matches("nginx version: "),
         ORIGIN_BODY.len()
     );
+    let busy: f64 = load_before
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    if busy >= 1.0 {
+        let _ = writeln!(
+            md,
+            "**Noise warning:** the 1-minute load average was {busy:.2} before the run: other work shared the 2 cores, so requests/s and the p99 columns moved between rounds (see the per-round column); the CPU-time ratios are the steadier figure.\n"
+        );
+    }
     let _ = writeln!(md, "![throughput and p99 per candidate](results.png)\n");
     if !pass.is_empty() {
         let _ = writeln!(
@@ -1070,10 +1152,13 @@ fn main() -> Res<()> {
         let r_nginx = ratio(&pass[3], &pass[1]);
         let _ = writeln!(
             md,
-            "\nRatios (median over rounds of the per-round throughput ratio): brokergate / bare pingora = **{r_bare:.2}** (target ≥ 0.95: {}), brokergate / nginx = **{r_nginx:.2}** (target ≥ 0.6: {}); bare pingora / nginx = {:.2}.\n",
+            "\nRatios (median over rounds of the per-round throughput ratio): brokergate / bare pingora = **{r_bare:.2}** (target ≥ 0.95: {}), brokergate / nginx = **{r_nginx:.2}** (target ≥ 0.6: {}); bare pingora / nginx = {:.2}.\n\nThe same ratios from CPU time per request of the process under test (median over rounds of the per-round ratio; what the throughput ratio would be if each proxy had core 1 to itself — less disturbed by other load on the machine): brokergate / bare pingora = **{:.2}**, brokergate / nginx = **{:.2}**, bare pingora / nginx = {:.2}.\n",
             verdict(r_bare >= 0.95),
             verdict(r_nginx >= 0.6),
             ratio(&pass[2], &pass[1]),
+            cpu_ratio(&pass[3], &pass[2]),
+            cpu_ratio(&pass[3], &pass[1]),
+            cpu_ratio(&pass[2], &pass[1]),
         );
         for c in &pass {
             chart_rows.push((
@@ -1095,10 +1180,12 @@ fn main() -> Res<()> {
         let r_norm = ratio(&create[3], &create[0]);
         let _ = writeln!(
             md,
-            "\nRatios (median of per-round ratios): brokergate (synchronous=full) / direct = **{r_full:.3}** (target ≥ 0.5: {}); brokergate / nginx→broker = {:.3}; with synchronous=normal: / direct = {r_norm:.3}, / nginx→broker = {:.3}.\n",
+            "\nRatios (median of per-round ratios): brokergate (synchronous=full) / direct = **{r_full:.3}** (target ≥ 0.5: {}); brokergate / nginx→broker = {:.3}; with synchronous=normal: / direct = {r_norm:.3}, / nginx→broker = {:.3}. From CPU time per request: brokergate (full) / nginx→broker = {:.3}, (normal) / nginx→broker = {:.3}.\n",
             verdict(r_full >= 0.5),
             ratio(&create[2], &create[1]),
             ratio(&create[3], &create[1]),
+            cpu_ratio(&create[2], &create[1]),
+            cpu_ratio(&create[3], &create[1]),
         );
         for c in &create {
             chart_rows.push((
@@ -1114,7 +1201,7 @@ fn main() -> Res<()> {
             md,
             "## Open loop: brokergate create at half its measured peak\n"
         );
-        let _ = writeln!(md, "Fixed-rate `loadgen open` (wrk2's model: latency counted from when a request was due if its connection was still busy, so queueing is not hidden), {} connections, {} s per run, unique names, rounds alternating. The control rows send the v1 POST at brokergate (full)'s rate through nginx and directly to the broker: the tail this machine and load generator give at that rate without brokergate.\n", o.open_conns, o.open_seconds);
+        let _ = writeln!(md, "Fixed-rate `loadgen open` (wrk2's model: latency counted from when a request was due if its connection was still busy, so queueing is not hidden), {} connections, {} s per run, {} rounds alternating, unique names. The control rows send the v1 POST at brokergate (full)'s rate through nginx and directly to the broker: the tail this machine and load generator give at that rate without brokergate.\n", o.open_conns, o.open_seconds, o.open_rounds);
         md.push_str("| candidate | peak req/s (closed loop) | target rate | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | late sends | p99 per round |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for ol in &open {
             let med = |f: &dyn Fn(&Sample) -> f64| {

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [ "${1:-}" = "--quick" ]; then
-  export LOAD_SECONDS="${LOAD_SECONDS:-2}" LOAD_WARMUP="${LOAD_WARMUP:-1}" LOAD_ROUNDS="${LOAD_ROUNDS:-1}"
+  export LOAD_SECONDS="${LOAD_SECONDS:-2}" LOAD_WARMUP="${LOAD_WARMUP:-1}" LOAD_ROUNDS="${LOAD_ROUNDS:-1}" LOAD_OPEN_ROUNDS="${LOAD_OPEN_ROUNDS:-1}"
   export LOAD_OPEN_SECONDS="${LOAD_OPEN_SECONDS:-2}" LOAD_MEM_CREATES="${LOAD_MEM_CREATES:-2000}"
   export LOAD_IDLE_CONNS="${LOAD_IDLE_CONNS:-200}" LOAD_OUT="${LOAD_OUT:-target/load-run/quick}"
 elif [ $# -gt 0 ]; then
