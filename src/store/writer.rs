@@ -14,6 +14,8 @@ use super::{Provisioned, Reservation, StoreError};
 
 /// Most writes one transaction carries; bounds the latency a long queue adds to its head.
 const MAX_BATCH: usize = 256;
+/// How often the WAL is checkpointed into the database file, off the writer's path.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub enum Write {
     Reserve(Reservation),
@@ -26,9 +28,11 @@ struct Job {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// The handle callers queue writes on; the thread exits when it is dropped.
+/// The handle callers queue writes on; the writer and checkpointer threads exit when it is
+/// dropped.
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    _checkpointer_alive: mpsc::Sender<()>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -36,15 +40,28 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Writer {
-    /// Starts the writer thread on its own connection.
+    /// Starts the writer thread, and a checkpointer thread, each on its own connection. The
+    /// writer never checkpoints: SQLite's automatic checkpoint would stall a batch (and every
+    /// caller waiting on it) while it copies the WAL into the database file.
     pub fn start(path: PathBuf, synchronous: &'static str) -> Result<Writer, StoreError> {
         let conn = super::sqlite::connect(&path, synchronous)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(backend)?;
+        let checkpoint_conn = super::sqlite::connect(&path, synchronous)?;
         let (queue, jobs) = mpsc::channel::<Job>();
+        let (alive, stop) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("brokergate-store".into())
             .spawn(move || run(&conn, &jobs))
             .map_err(backend)?;
-        Ok(Writer { queue })
+        std::thread::Builder::new()
+            .name("brokergate-checkpoint".into())
+            .spawn(move || checkpoint(&checkpoint_conn, &stop))
+            .map_err(backend)?;
+        Ok(Writer {
+            queue,
+            _checkpointer_alive: alive,
+        })
     }
 
     /// Queues a write and waits until it is durable (or failed).
@@ -88,15 +105,27 @@ fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
     }
 }
 
+/// Copies committed WAL frames into the database file without blocking the writer (PASSIVE),
+/// so the WAL is reused instead of growing; until the `Writer` is dropped.
+fn checkpoint(conn: &Connection, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            log::warn!("Store checkpoint failed; will retry. error={e}");
+        }
+    }
+}
+
 fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
     match write {
         Write::Reserve(r) => {
             let tags = serde_json::to_string(&r.tags).map_err(backend)?;
-            let inserted = conn.execute(
+            let inserted = conn.prepare_cached(
                 "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
                      service_plan_guid, broker, tags, creator_user_id, creator_email, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'reserved', ?10)",
-                params![
+            );
+            let inserted = inserted.and_then(|mut stmt| {
+                stmt.execute(params![
                     r.guid,
                     r.name,
                     r.space_guid,
@@ -107,8 +136,8 @@ fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                     r.creator_user_id,
                     r.creator_email,
                     r.created_at
-                ],
-            );
+                ])
+            });
             match inserted {
                 Ok(_) => Ok(()),
                 Err(rusqlite::Error::SqliteFailure(e, _))
@@ -120,26 +149,26 @@ fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             }
         }
         Write::Release(guid) => conn
-            .execute(
-                "DELETE FROM service_instances WHERE guid = ?1 AND state = 'reserved'",
-                params![guid],
-            )
+            .prepare_cached("DELETE FROM service_instances WHERE guid = ?1 AND state = 'reserved'")
+            .and_then(|mut stmt| stmt.execute(params![guid]))
             .map(drop)
             .map_err(backend),
         Write::Commit(guid, p) => {
             let changed = conn
-                .execute(
+                .prepare_cached(
                     "UPDATE service_instances SET state = 'created', broker_service_id = ?2,
                          gateway_data = ?3, credentials = ?4, dashboard_url = ?5
                      WHERE guid = ?1 AND state = 'reserved'",
-                    params![
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         guid,
                         p.broker_service_id,
                         p.gateway_data.get(),
                         p.credentials.get(),
                         p.dashboard_url
-                    ],
-                )
+                    ])
+                })
                 .map_err(backend)?;
             if changed == 1 {
                 Ok(())
