@@ -9,6 +9,7 @@ pub mod cc;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod endpoint;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::ConfigError;
+use crate::endpoint::Endpoint;
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -22,47 +23,19 @@ pub struct Target {
 impl Target {
     /// Parses and resolves `raw` (`http://` or `https://`). `key` names the config key in errors.
     pub fn parse(key: &str, raw: &str) -> Result<Target, ConfigError> {
-        let url = url::Url::parse(raw)
-            .map_err(|e| ConfigError::invalid(key, format!("not a URL ({e}): {raw:?}")))?;
-        let tls = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            other => {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("scheme must be http or https, not {other:?}"),
-                ))
-            }
-        };
-        let host = url
-            .host_str()
-            .ok_or_else(|| ConfigError::invalid(key, "URL has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| ConfigError::invalid(key, "URL has no port"))?;
-        let addr = (host.as_str(), port)
+        let e = Endpoint::parse(raw).map_err(|reason| ConfigError::invalid(key, reason))?;
+        let addr = (e.host.as_str(), e.port)
             .to_socket_addrs()
-            .map_err(|e| ConfigError::invalid(key, format!("cannot resolve {host}: {e}")))?
+            .map_err(|err| ConfigError::invalid(key, format!("cannot resolve {}: {err}", e.host)))?
             .next()
-            .ok_or_else(|| ConfigError::invalid(key, format!("{host} resolves to nothing")))?;
-        let authority = match url.port() {
-            Some(p) if host.contains(':') => format!("[{host}]:{p}"),
-            Some(p) => format!("{host}:{p}"),
-            None if host.contains(':') => format!("[{host}]"),
-            None => host.clone(),
-        };
-        let base_path = url.path().trim_end_matches('/').to_string();
-        let display_url = format!("{}://{}{}", url.scheme(), authority, base_path);
+            .ok_or_else(|| ConfigError::invalid(key, format!("{} resolves to nothing", e.host)))?;
         Ok(Target {
-            display_url,
+            display_url: e.display,
             addr,
-            tls,
-            host,
-            authority,
-            base_path,
+            tls: e.tls,
+            host: e.host,
+            authority: e.authority,
+            base_path: e.base_path,
         })
     }
 }
@@ -72,26 +45,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_userinfo_and_trailing_slash() {
+    fn resolves_and_keeps_the_display_form() {
         let t = Target::parse("brokers[0].url", "http://user:pw@127.0.0.1:9001/base/").unwrap();
         assert_eq!(t.display_url, "http://127.0.0.1:9001/base");
-        assert_eq!(t.base_path, "/base");
-        assert!(!t.tls);
-        assert_eq!(t.addr.port(), 9001);
+        assert_eq!(t.addr, "127.0.0.1:9001".parse().unwrap());
     }
 
     #[test]
-    fn default_ports_and_ipv6() {
-        let t = Target::parse("k", "https://[::1]").unwrap();
-        assert!(t.tls);
-        assert_eq!(t.addr.port(), 443);
-        assert_eq!(t.authority, "[::1]");
-        assert_eq!(t.host, "::1");
-    }
-
-    #[test]
-    fn rejects_other_schemes_and_names_the_key() {
+    fn errors_name_the_key() {
         let e = Target::parse("upstream.url", "ftp://127.0.0.1").unwrap_err();
         assert!(e.to_string().starts_with("upstream.url:"), "{e}");
+        let e = Target::parse("brokers[1].url", "http://no-such-host.invalid").unwrap_err();
+        assert!(
+            e.to_string().starts_with("brokers[1].url: cannot resolve"),
+            "{e}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! configured URL are ever read: nothing from a token (`jku`, `x5u`) or a document
 //! (`jwks_uri`) is followed, and neither are redirects.
 
+use crate::endpoint::Endpoint;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -48,57 +49,16 @@ pub(crate) trait Fetch: Send + Sync {
 
 /// A parsed `uaa_url`. No DNS here: the name is resolved at every fetch, so the gateway starts
 /// while UAA's name does not resolve and follows address changes.
-#[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// `Host` header value.
-    pub authority: String,
-    /// Path prefix, without trailing slash.
-    pub base_path: String,
-    /// The URL as shown in logs.
-    pub display: String,
-}
-
-impl Endpoint {
-    pub(crate) fn parse(raw: &str) -> Result<Endpoint, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e}): {raw:?}"))?;
-        let tls = match url.scheme() {
-            "https" => true,
-            "http" => false,
-            other => return Err(format!("scheme must be https or http, not {other:?}")),
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("must not contain credentials".into());
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("must not have a query or fragment".into());
-        }
-        let host = url
-            .host_str()
-            .ok_or("URL has no host")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url.port_or_known_default().ok_or("URL has no port")?;
-        let authority = match url.port() {
-            Some(p) if host.contains(':') => format!("[{host}]:{p}"),
-            Some(p) => format!("{host}:{p}"),
-            None if host.contains(':') => format!("[{host}]"),
-            None => host.clone(),
-        };
-        let base_path = url.path().trim_end_matches('/').to_string();
-        let display = format!("{}://{authority}{base_path}", url.scheme());
-        Ok(Endpoint {
-            tls,
-            host,
-            port,
-            authority,
-            base_path,
-            display,
-        })
+/// UAA's address: an [`Endpoint`] without credentials, query or fragment.
+pub(crate) fn uaa_endpoint(raw: &str) -> Result<Endpoint, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e}): {raw:?}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials".into());
     }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    Endpoint::parse(raw)
 }
 
 pub(crate) struct HttpFetcher {
@@ -208,19 +168,19 @@ mod tests {
 
     #[test]
     fn endpoint_keeps_a_base_path_and_refuses_credentials() {
-        let e = Endpoint::parse("https://login.example.com/uaa/").unwrap();
+        let e = uaa_endpoint("https://login.example.com/uaa/").unwrap();
         assert!(e.tls);
         assert_eq!((e.host.as_str(), e.port), ("login.example.com", 443));
         assert_eq!(e.base_path, "/uaa");
         assert_eq!(e.display, "https://login.example.com/uaa");
-        let e = Endpoint::parse("http://127.0.0.1:8081").unwrap();
+        let e = uaa_endpoint("http://127.0.0.1:8081").unwrap();
         assert_eq!(
             (e.authority.as_str(), e.base_path.as_str()),
             ("127.0.0.1:8081", "")
         );
-        assert!(Endpoint::parse("https://user:pw@uaa.example.com").is_err());
-        assert!(Endpoint::parse("ftp://uaa.example.com").is_err());
-        assert!(Endpoint::parse("https://uaa.example.com/?x=1").is_err());
+        assert!(uaa_endpoint("https://user:pw@uaa.example.com").is_err());
+        assert!(uaa_endpoint("ftp://uaa.example.com").is_err());
+        assert!(uaa_endpoint("https://uaa.example.com/?x=1").is_err());
         assert!(Endpoint::parse("uaa.example.com").is_err());
     }
 

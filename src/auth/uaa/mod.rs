@@ -31,7 +31,7 @@ pub struct UaaSettings {
 /// The shared source for `settings.url`, and the settings to give it once the configuration
 /// is in use. Errors are the reason `uaa_url` is refused.
 pub(crate) fn source(settings: &UaaSettings) -> Result<(Arc<UaaSource>, SourceSettings), String> {
-    let endpoint = fetch::Endpoint::parse(&settings.url)?;
+    let endpoint = fetch::uaa_endpoint(&settings.url)?;
     let settings = SourceSettings {
         min_interval: settings.min_refresh_interval,
         max_age: settings.max_age,

@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use super::fetch::{Endpoint, HttpFetcher};
+use super::fetch::HttpFetcher;
 use super::source::{SourceSettings, UaaSource};
+use crate::endpoint::Endpoint;
 
 /// Weak: a set lives as long as a configuration (an `Arc<Runtime>`) uses it.
 static SOURCES: Mutex<Vec<Weak<UaaSource>>> = Mutex::new(Vec::new());
