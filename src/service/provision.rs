@@ -83,7 +83,9 @@ impl Provisioner {
         validate_name_and_tags(&req).map_err(ProvisionError::Invalid)?;
 
         let reservation = Reservation {
-            guid: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (v7): new rows land at the right edge of the store's index instead of
+            // dirtying a random page each. Clients treat the guid as opaque.
+            guid: uuid::Uuid::now_v7().to_string(),
             name: req.name.clone(),
             space_guid: req.space_guid.clone(),
             organization_guid,
