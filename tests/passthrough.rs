@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use support::broker::MockBroker;
 use support::client::{self, create, create_body, RawResponse, CREATE_PATH, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, SPACE_GUID};
-use support::raw::raw_exchange;
+use support::raw::{raw_exchange, CC_JSON};
 use support::recorded::RecordedRequest;
 use support::token::{self, Claims};
 use support::upstream::{info_body, MockUpstream};
@@ -23,7 +23,6 @@ const T: Duration = Duration::from_secs(20);
 const UNKNOWN_PLAN: &str = "0d1b8bd4-5c6d-4b3f-9f4e-8f2a5b3c1d00";
 const NOT_FOUND_BODY: &str =
     r#"{"code":10000,"description":"Unknown request","error_code":"CF-NotFound"}"#;
-const CC_JSON: &str = "application/json;charset=utf-8";
 
 /// A broker, an upstream, and a gateway in front of both.
 async fn with_upstream() -> (MockBroker, MockUpstream, Gateway) {
@@ -403,24 +402,7 @@ fn refused_endpoint() -> (tokio::net::TcpSocket, String) {
 
 /// 502 with a CC error body: integer `code`, `CF-…` `error_code`, a description.
 fn assert_cc_shaped_502(resp: &RawResponse) {
-    assert_eq!(resp.status, 502, "{resp:?}");
-    assert_eq!(
-        resp.header("content-type").as_deref(),
-        Some(CC_JSON),
-        "{resp:?}"
-    );
-    let body = resp.json();
-    assert!(body["code"].is_u64(), "{resp:?}");
-    assert!(
-        body["error_code"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("CF-")),
-        "{resp:?}"
-    );
-    assert!(
-        body["description"].as_str().is_some_and(|d| !d.is_empty()),
-        "{resp:?}"
-    );
+    support::raw::assert_cc_error_shape(resp, 502);
 }
 
 #[tokio::test]

@@ -22,7 +22,6 @@ use support::upstream::MockUpstream;
 
 /// Bound on every single wait.
 const T: Duration = Duration::from_secs(15);
-const CC_JSON: &str = "application/json;charset=utf-8";
 /// Sent as the second request on a connection; brokergate (no upstream) answers 404.
 const SECOND_ID: &str = "second-request";
 
@@ -207,25 +206,7 @@ fn unique_name(prefix: &str) -> String {
 
 /// A brokergate error answer: status, CC's Content-Type, CC's body shape.
 fn assert_cc_error(resp: &RawResponse, status: u16) -> Value {
-    assert_eq!(resp.status, status, "{resp:?}");
-    assert_eq!(
-        resp.header("content-type").as_deref(),
-        Some(CC_JSON),
-        "{resp:?}"
-    );
-    let body = resp.json();
-    assert!(body["code"].is_u64(), "{resp:?}");
-    assert!(
-        body["error_code"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("CF-")),
-        "{resp:?}"
-    );
-    assert!(
-        body["description"].as_str().is_some_and(|d| !d.is_empty()),
-        "{resp:?}"
-    );
-    body
+    support::raw::assert_cc_error_shape(resp, status)
 }
 
 /// The proper answer to [`second_request`] from a gateway without upstream.
