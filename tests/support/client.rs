@@ -154,7 +154,7 @@ pub async fn send(
 ) -> Response {
     try_send(method, url, headers, body)
         .await
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"))
 }
 
 /// Any request; transport errors (refused, reset, timeout) come back as `Err`.

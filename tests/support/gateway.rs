@@ -363,8 +363,14 @@ impl Gateway {
                 ));
             }
             let connect = tokio::net::TcpStream::connect(self.addr);
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await {
-                return Ok(());
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(500), connect).await
+            {
+                // Linux lets a connect to an unbound loopback port succeed
+                // when the kernel picks that same port as the source (TCP
+                // simultaneous open): that is not the gateway listening.
+                if !is_self_connection(&stream) {
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -465,4 +471,9 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `stream` is connected to itself (source = destination).
+fn is_self_connection(stream: &tokio::net::TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
 }
