@@ -14,6 +14,10 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::{Opt, ServerConf};
 
+/// The same allocator as brokergate's binary, so the comparison isolates brokergate's filters.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct BareProxy {
     upstream: SocketAddr,
 }
@@ -41,6 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let conf = ServerConf {
         threads,
+        // brokergate's default scheduler (`[server] work_stealing = false`), so the harness
+        // compares filters, not runtimes.
+        work_stealing: false,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: format!("/tmp/bare_proxy_{}.sock", std::process::id()),

@@ -96,7 +96,7 @@ impl Opts {
     }
 
     fn bin(&self, name: &str) -> PathBuf {
-        self.repo.join("target/release").join(name)
+        self.repo.join("target/dist").join(name)
     }
 
     fn runs(&self, phase: &str) -> bool {
@@ -1121,7 +1121,7 @@ fn main() -> Res<()> {
     );
     let _ = writeln!(
         md,
-        "Settings: loopback only; load generator + origin + mock v1 broker on core 0 (`taskset -c 0`), the proxy under test on core 1 (`taskset -c 1`). {} rounds, candidates alternating (each round starts one candidate later), {} s per run after a {} s warm-up each; closed loop `{}` `-t1 -c{}`; figures are medians of the rounds. brokergate: release build, `[server] threads = 1`, `[log] access_log = false`, `level = \"warn\"`, `RUST_LOG=warn`, HS256 token (one token for the whole run). Bare pingora: `examples/bare_proxy.rs`, 1 thread, `RUST_LOG=warn`. nginx {}: `worker_processes 1`, `access_log off`, upstream `keepalive 64`, `proxy_http_version 1.1`, `keepalive_requests` raised on both sides. Origin: nginx `return 200` of a {}-byte JSON body. Peak RSS is `VmHWM` (nginx: master + worker) read after the section's rounds. Proxy CPU µs/request is the user + system time of the process under test (all its threads; nginx: master + worker) during a run, over the requests it served.\n",
+        "Settings: loopback only; load generator + origin + mock v1 broker on core 0 (`taskset -c 0`), the proxy under test on core 1 (`taskset -c 1`). {} rounds, candidates alternating (each round starts one candidate later), {} s per run after a {} s warm-up each; closed loop `{}` `-t1 -c{}`; figures are medians of the rounds. brokergate: `dist` build (fat LTO, mimalloc), `[server] threads = 1`, `[log] access_log = false`, `level = \"warn\"`, `RUST_LOG=warn`, HS256 token (one token for the whole run). Bare pingora: `examples/bare_proxy.rs`, same build and allocator, 1 thread, `RUST_LOG=warn`. nginx {}: `worker_processes 1`, `access_log off`, upstream `keepalive 64`, `proxy_http_version 1.1`, `keepalive_requests` raised on both sides. Origin: nginx `return 200` of a {}-byte JSON body. Peak RSS is `VmHWM` (nginx: master + worker) read after the section's rounds. Proxy CPU µs/request is the user + system time of the process under test (all its threads; nginx: master + worker) during a run, over the requests it served.\n",
         o.rounds,
         o.seconds,
         o.warmup,

@@ -2,7 +2,7 @@
 //! (open-loop) run** whose requests each carry a unique instance name, a **count-bounded** run
 //! (100,000 creates), and **idle keep-alive connections** held open for a memory check.
 //!
-//! Run (the harness does): `target/release/examples/loadgen MODE ADDR [--key value ...]`
+//! Run (the harness does): `target/dist/examples/loadgen MODE ADDR [--key value ...]`
 //!
 //! - `open ADDR --rate R --seconds S --conns C --kind K` — wrk2's model: connection `c` sends
 //!   requests `c, c+C, c+2C, …`, request `i` is due at `start + i/R`. A request's latency runs

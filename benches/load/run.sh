@@ -8,8 +8,8 @@
 #
 # It installs what a fresh Debian machine lacks (wrk, nginx-light with RUNLEVEL=1 so no
 # nginx service starts, gnuplot-nox for the chart, cmake for pingora's build), builds the
-# release binaries (brokergate, examples bare_proxy, mock_v1_broker, loadgen, load_harness),
-# and runs target/release/examples/load_harness. Knobs are environment variables, listed in
+# dist-profile binaries (brokergate, examples bare_proxy, mock_v1_broker, loadgen, load_harness),
+# and runs target/dist/examples/load_harness. Knobs are environment variables, listed in
 # benches/load/README.md (LOAD_SECONDS, LOAD_ROUNDS, LOAD_SKIP, ...).
 set -euo pipefail
 
@@ -48,10 +48,11 @@ fi
 # 1,000 idle connections plus upstream sockets need more than the usual 1024 descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
-echo "run.sh: building release binaries" >&2
-cargo build --release --bin brokergate \
+# The `dist` profile (fat LTO, one codegen unit) is what deploy/Dockerfile ships.
+echo "run.sh: building the dist-profile binaries" >&2
+cargo build --profile dist --bin brokergate \
   --example bare_proxy --example mock_v1_broker --example loadgen --example load_harness
 
 echo "run.sh: load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 # Bounded: the harness's own runs are time-bounded; this is a backstop.
-exec timeout --signal=TERM --kill-after=30 3600 target/release/examples/load_harness
+exec timeout --signal=TERM --kill-after=30 3600 target/dist/examples/load_harness
