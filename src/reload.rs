@@ -110,7 +110,7 @@ impl Reloader {
     }
 }
 
-/// Settings bound at start (sockets, the store, threads) keep their running values; returns
+/// Settings bound at start (sockets, the store, threads, the scheduler) keep their running values; returns
 /// the keys that the new file changed.
 fn keep_restart_only(next: &mut Runtime, current: &Runtime) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -125,6 +125,7 @@ fn keep_restart_only(next: &mut Runtime, current: &Runtime) -> Vec<&'static str>
     keep!(listen, "server.listen");
     keep!(admin_listen, "server.admin_listen");
     keep!(threads, "server.threads");
+    keep!(work_stealing, "server.work_stealing");
     keep!(grace_period_seconds, "server.grace_period_seconds");
     keep!(upgrade_sock, "server.upgrade_sock");
     keep!(pid_file, "server.pid_file");

@@ -69,6 +69,7 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
     let admin_listener = admin::bind(&rt.admin_listen, opts.upgrade)?;
     let conf = ServerConf {
         threads: rt.threads,
+        work_stealing: rt.work_stealing,
         daemon: opts.daemon,
         grace_period_seconds: Some(rt.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(rt.grace_period_seconds.clamp(1, 5)),

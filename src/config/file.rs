@@ -32,6 +32,9 @@ pub struct ServerSection {
     pub accept_unknown_spaces: bool,
     /// Worker threads of the API service.
     pub threads: usize,
+    /// Let idle worker threads take tasks queued on busy ones (tokio's multi-thread scheduler);
+    /// off: one single-threaded runtime per thread, each connection on a random one.
+    pub work_stealing: bool,
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub grace_period_seconds: u64,
     /// Pingora's graceful-upgrade socket (SIGQUIT + `run --upgrade`).
@@ -50,6 +53,7 @@ impl Default for ServerSection {
             max_body_bytes: 65536,
             accept_unknown_spaces: false,
             threads: 2,
+            work_stealing: false,
             grace_period_seconds: 10,
             upgrade_sock: "/tmp/brokergate_upgrade.sock".into(),
             pid_file: "/tmp/brokergate.pid".into(),
