@@ -1,8 +1,15 @@
 //! Group commit: every write (reserve, release, commit) goes to one writer thread, which runs
 //! whatever has queued up meanwhile in a single transaction — one fsync for the batch instead
-//! of one per write — and answers each caller only after that transaction is durable. A write
-//! that fails (a taken name, a missing reservation) fails alone: SQLite rolls back just that
+//! of one per write — and answers each caller after that transaction commits. A write that
+//! fails (a taken name, a missing reservation) fails alone: SQLite rolls back just that
 //! statement, not the batch.
+//!
+//! Only a batch holding a commit (a row becoming `created`, what a 201 promises) waits for the
+//! fsync `synchronous = FULL` asks for. A batch of reservations and releases alone commits at
+//! `NORMAL`: written to the WAL (so it survives a process crash) but synced by the next commit
+//! batch — whose fsync covers every earlier WAL frame — or checkpoint. A power loss can thus
+//! forget a reservation still waiting for its broker call; that row only ever serves to log a
+//! possible orphan after a crash.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -52,7 +59,7 @@ impl Writer {
         let (alive, stop) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("brokergate-store".into())
-            .spawn(move || run(&conn, &jobs))
+            .spawn(move || run(&conn, &jobs, synchronous))
             .map_err(backend)?;
         std::thread::Builder::new()
             .name("brokergate-checkpoint".into())
@@ -64,7 +71,8 @@ impl Writer {
         })
     }
 
-    /// Queues a write and waits until it is durable (or failed).
+    /// Queues a write and waits until its transaction commits (or it failed); a commit is then
+    /// durable at the configured `synchronous` level.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
         let (done, result) = oneshot::channel();
         self.queue
@@ -76,7 +84,8 @@ impl Writer {
     }
 }
 
-fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
+fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>, synchronous: &'static str) {
+    let mut durability = Durability::new(synchronous);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -85,7 +94,13 @@ fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results = match conn.execute_batch("BEGIN IMMEDIATE") {
+        let has_commit = batch
+            .iter()
+            .any(|job| matches!(job.write, Write::Commit(..)));
+        let results = match durability
+            .set(conn, has_commit)
+            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
+        {
             Err(e) => batch.iter().map(|_| Err(backend(&e))).collect(),
             Ok(()) => {
                 let results: Vec<_> = batch.iter().map(|job| apply(conn, &job.write)).collect();
@@ -102,6 +117,35 @@ fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
             // A caller that went away (client hung up) needs no answer.
             let _ = job.done.send(result);
         }
+    }
+}
+
+/// The connection's `synchronous` setting, switched per batch: the configured level for a batch
+/// holding a commit, at most `NORMAL` otherwise.
+struct Durability {
+    configured: &'static str,
+    current: &'static str,
+}
+
+impl Durability {
+    fn new(configured: &'static str) -> Self {
+        Durability {
+            configured,
+            current: configured,
+        }
+    }
+
+    fn set(&mut self, conn: &Connection, has_commit: bool) -> rusqlite::Result<()> {
+        let wanted = if has_commit {
+            self.configured
+        } else {
+            "NORMAL"
+        };
+        if wanted != self.current {
+            conn.pragma_update(None, "synchronous", wanted)?;
+            self.current = wanted;
+        }
+        Ok(())
     }
 }
 
