@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode};
 use tokio::sync::oneshot;
@@ -22,7 +23,18 @@ use super::{Provisioned, Reservation, StoreError};
 /// Most writes one transaction carries; bounds the latency a long queue adds to its head.
 const MAX_BATCH: usize = 256;
 /// How often the WAL is checkpointed into the database file, off the writer's path.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// At `FULL` every commit batch has synced the WAL already, so a checkpoint only syncs the
+/// database file. At `NORMAL` the checkpoint's sync is the WAL's only one and carries all
+/// written since the last, stalling the disk (and the writer's next commit) the longer it
+/// waits: 100 ms instead of 500 took the create path's p99 at 5,000/s from 5.5–6.6 ms to
+/// 2.0–3.8 ms there; at `FULL` it made no difference beyond noise.
+fn checkpoint_interval(synchronous: &str) -> Duration {
+    if synchronous == "NORMAL" {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(500)
+    }
+}
 
 pub enum Write {
     Reserve(Reservation),
@@ -63,7 +75,7 @@ impl Writer {
             .map_err(backend)?;
         std::thread::Builder::new()
             .name("brokergate-checkpoint".into())
-            .spawn(move || checkpoint(&checkpoint_conn, &stop))
+            .spawn(move || checkpoint(&checkpoint_conn, &stop, checkpoint_interval(synchronous)))
             .map_err(backend)?;
         Ok(Writer {
             queue,
@@ -151,8 +163,8 @@ impl Durability {
 
 /// Copies committed WAL frames into the database file without blocking the writer (PASSIVE),
 /// so the WAL is reused instead of growing; until the `Writer` is dropped.
-fn checkpoint(conn: &Connection, stop: &mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+fn checkpoint(conn: &Connection, stop: &mpsc::Receiver<()>, interval: Duration) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             log::warn!("Store checkpoint failed; will retry. error={e}");
         }
