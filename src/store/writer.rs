@@ -22,10 +22,22 @@ use super::{Provisioned, Reservation, StoreError};
 
 /// Most writes one transaction carries; bounds the latency a long queue adds to its head.
 const MAX_BATCH: usize = 256;
-/// WAL size, in pages, at which the writer checkpoints itself (about 32 MiB at 4 KiB pages).
-const WAL_RESTART_PAGES: u32 = 8192;
-/// What a restarted WAL file is truncated to, in bytes.
-const WAL_KEEP_BYTES: u64 = 32 * 1024 * 1024;
+/// How large the WAL may grow before the writer checkpoints it itself.
+#[derive(Debug, Clone, Copy)]
+pub struct WalLimits {
+    /// WAL size, in pages, at which the writer checkpoints.
+    pub restart_pages: u32,
+    /// What a restarted WAL file is truncated to, in bytes.
+    pub keep_bytes: u64,
+}
+
+impl WalLimits {
+    /// About 32 MiB at 4 KiB pages.
+    pub const DEFAULT: WalLimits = WalLimits {
+        restart_pages: 8192,
+        keep_bytes: 32 * 1024 * 1024,
+    };
+}
 /// How often the WAL is checkpointed into the database file, off the writer's path.
 /// At `FULL` every commit batch has synced the WAL already, so a checkpoint only syncs the
 /// database file. At `NORMAL` the checkpoint's sync is the WAL's only one and carries all
@@ -69,13 +81,18 @@ impl Writer {
     /// steady writes it never quite catches up (frames keep arriving while it copies), and
     /// SQLite only starts the WAL over once a checkpoint has copied all of it: left alone the
     /// WAL grew to 1.7 GB in 40 s of creates, and every page lookup slowed with it. So the
-    /// writer also checkpoints, automatically, once the WAL holds `WAL_RESTART_PAGES` pages:
-    /// a short stall that copies only what the checkpointer has not, after which the next
-    /// batch starts the WAL over, truncated to `WAL_KEEP_BYTES`.
-    pub fn start(path: PathBuf, synchronous: &'static str) -> Result<Writer, StoreError> {
+    /// writer also checkpoints, automatically, once the WAL holds `limits.restart_pages`
+    /// pages: a short stall that copies only what the checkpointer has not, after which the
+    /// next batch starts the WAL over, truncated to `limits.keep_bytes`.
+    pub fn start(
+        path: PathBuf,
+        synchronous: &'static str,
+        limits: WalLimits,
+    ) -> Result<Writer, StoreError> {
         let conn = super::sqlite::connect(&path, synchronous)?;
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES}; PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
+            "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+            limits.restart_pages, limits.keep_bytes
         ))
         .map_err(backend)?;
         let checkpoint_conn = super::sqlite::connect(&path, synchronous)?;
