@@ -277,6 +277,14 @@ const RELOADS: &str = "brokergate_config_reloads_total";
 const LAST_RELOAD_OK: &str = "brokergate_config_last_reload_successful";
 const CONFIG_HASH: &str = "brokergate_config_hash";
 const CREATE_ROUTE: &str = "/v2/service_instances";
+/// Every `kind` label of `brokergate_broker_errors_total`, as the operations issue names them.
+const BROKER_ERROR_KINDS: [&str; 5] = [
+    "timeout",
+    "connect",
+    "rejected",
+    "bad_response",
+    "malformed",
+];
 
 fn reloads(s: &Scrape, result: &str) -> f64 {
     s.value(RELOADS, &[("result", result)])
@@ -301,13 +309,7 @@ async fn every_metric_appears_and_moves_with_bounded_labels() {
 
     // Before any event: the series whose labels are known in advance exist at zero.
     let before = scrape(&gw).await;
-    for kind in [
-        "timeout",
-        "connect",
-        "rejected",
-        "bad_response",
-        "malformed",
-    ] {
+    for kind in BROKER_ERROR_KINDS {
         assert_eq!(
             before.value(
                 "brokergate_broker_errors_total",
@@ -432,13 +434,7 @@ async fn every_metric_appears_and_moves_with_bounded_labels() {
         ),
         1.0
     );
-    for kind in [
-        "timeout",
-        "connect",
-        "rejected",
-        "bad_response",
-        "malformed",
-    ] {
+    for kind in BROKER_ERROR_KINDS {
         assert_eq!(
             s.value(
                 "brokergate_broker_errors_total",

@@ -16,7 +16,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use support::broker::MockBroker;
 use support::client::{create_body, RawResponse, CREATE_PATH, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, PLAN_GUID, SPACE_GUID};
-use support::raw::parse_response;
+use support::raw::{parse_response, request_bytes};
 use support::token::{self, Claims};
 use support::upstream::MockUpstream;
 
@@ -115,22 +115,6 @@ impl Conn {
 
 // ---------------------------------------------------------------------------------------
 // Requests.
-
-/// One HTTP/1.1 request: the request line, `headers`, `Content-Length` when
-/// `body` is not empty, then the body.
-fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    out
-}
 
 /// `body` as chunks of at most `size` bytes, with the final zero chunk.
 fn chunked(body: &[u8], size: usize) -> Vec<u8> {

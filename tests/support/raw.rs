@@ -53,6 +53,22 @@ impl RawResponse {
 }
 
 /// Write `bytes`, then return everything read until the peer closes or
+/// One HTTP/1.1 request as bytes: the request line, `headers` in order, then
+/// `Content-Length` when there is a body, then the body.
+pub fn request_bytes(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
 /// `timeout` passes (no panic on timeout: the partial bytes are returned).
 pub async fn raw_http(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Vec<u8> {
     let deadline = Instant::now() + timeout;
