@@ -12,6 +12,7 @@ pub mod demo;
 pub mod endpoint;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod proxy;
 pub mod reload;
 pub mod server;

@@ -86,10 +86,7 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
         .await;
     match provisioned {
         Ok(record) => {
-            let Some(p) = record.provisioned.as_ref() else {
-                return answer(session, ctx, &ApiError::unknown()).await;
-            };
-            let r = &record.reservation;
+            let (r, p) = (&record.reservation, &record.provisioned);
             let body = render_created(&InstanceView {
                 guid: &r.guid,
                 name: &r.name,

@@ -12,7 +12,7 @@ use crate::cc::request::{validate_name_and_tags, CreateServiceInstance};
 use crate::cc::ApiError;
 use crate::config::{Plan, Runtime};
 use crate::metrics::Metrics;
-use crate::store::{InstanceRecord, Provisioned, Reservation, State, Store, StoreError};
+use crate::store::{CreatedInstance, Provisioned, Reservation, Store, StoreError};
 use crate::v1::{BrokerCall, BrokerError, BrokerFailure, ProvisionRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ impl Provisioner {
         request_id: &str,
         now_unix: i64,
         call: &mut Option<BrokerCall>,
-    ) -> Result<InstanceRecord, ProvisionError> {
+    ) -> Result<CreatedInstance, ProvisionError> {
         let organization_guid = match rt.space_organization(&req.space_guid) {
             Some(org) => Some(org.to_string()),
             None if rt.accept_unknown_spaces => None,
@@ -165,10 +165,9 @@ impl Provisioner {
             .instances_created
             .with_label_values(&[&plan.broker.name, &plan.guid])
             .inc();
-        Ok(InstanceRecord {
+        Ok(CreatedInstance {
             reservation,
-            state: State::Created,
-            provisioned: Some(provisioned),
+            provisioned,
         })
     }
 

@@ -53,6 +53,13 @@ pub struct Provisioned {
     pub dashboard_url: Option<String>,
 }
 
+/// An instance the broker provisioned and the store committed: what a 201 shows.
+#[derive(Debug, Clone)]
+pub struct CreatedInstance {
+    pub reservation: Reservation,
+    pub provisioned: Provisioned,
+}
+
 /// A stored instance.
 #[derive(Debug, Clone)]
 pub struct InstanceRecord {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 
 use super::*;
+use crate::store::InstanceRecord;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
 use crate::v1::{BrokerError, BrokerFailure, ProvisionResponse};
@@ -167,7 +168,7 @@ async fn run(
     broker: Arc<FakeBroker>,
     identity: &Identity,
     body: serde_json::Value,
-) -> Result<InstanceRecord, ProvisionError> {
+) -> Result<crate::store::CreatedInstance, ProvisionError> {
     let p = Provisioner::new(store, broker, Arc::new(crate::metrics::Metrics::new()));
     let req = request(body);
     let plan = Provisioner::plan(rt, &req)?;

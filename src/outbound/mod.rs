@@ -1,0 +1,1 @@
+//! One outbound HTTP client (filled in by the outbound work).
