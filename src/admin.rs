@@ -45,10 +45,7 @@ pub struct AdminService {
 /// process of a graceful upgrade (`upgrading`) bind it while the old one still answers there;
 /// because the kernel would then silently share the port with anyone else who set it too, a
 /// normal start first checks that nothing answers on the port.
-pub fn bind(addr: &str, upgrading: bool) -> Result<std::net::TcpListener, String> {
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|e| format!("server.admin_listen: {e}"))?;
+pub fn bind(addr: SocketAddr, upgrading: bool) -> Result<std::net::TcpListener, String> {
     let fail = |e: std::io::Error| format!("server.admin_listen: cannot listen on {addr}: {e}");
     if !upgrading && someone_listens(addr) {
         return Err(format!("server.admin_listen: {addr} is already in use"));

@@ -2,8 +2,6 @@
 //! broker on loopback (the one the demo config points at), a freshly minted short-lived token,
 //! and the seed's own curl, ready to paste.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use bytes::BytesMut;
 use http::Response;
@@ -11,29 +9,30 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 
-use crate::config::{self, Runtime};
+use crate::config::{self, Settings};
 use crate::server;
 
 const DEMO_TOML: &str = include_str!("../config/demo.toml");
 const DEMO_SECRET: &str = "tokensecret";
-const TOKEN_LIFETIME_SECONDS: u64 = 3600;
+const TOKEN_LIFETIME_SECONDS: i64 = 3600;
 
 pub fn run() -> Result<(), String> {
     let mut file = config::parse(DEMO_TOML, std::env::vars()).map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("brokergate-demo-{}", std::process::id()));
     file.store.sqlite_path = dir.join("demo.sqlite3").display().to_string();
-    let rt =
-        Runtime::from_file(&file, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    let broker = rt
+    let settings =
+        Settings::from_file(&file, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    let broker = settings
+        .runtime
         .brokers
         .first()
         .ok_or("the demo config names no broker")?;
     let broker_addr = broker.target.addr.to_string();
     let broker_token = broker.token.expose().to_string();
-    let listen = rt.listen.clone();
-    let admin = rt.admin_listen.clone();
+    let listen = settings.start.listen.to_string();
+    let admin = settings.start.admin_listen.to_string();
 
-    let mut server = server::build(rt, &server::RunOptions::default())?;
+    let mut server = server::build(settings, &server::RunOptions::default())?;
     let mut echo = Service::new(
         "echo v1 broker".into(),
         EchoBroker {
@@ -52,11 +51,7 @@ pub fn run() -> Result<(), String> {
 }
 
 fn mint_token() -> Result<String, String> {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs()
-        + TOKEN_LIFETIME_SECONDS;
+    let exp = crate::clock::now_unix() + TOKEN_LIFETIME_SECONDS;
     let claims = serde_json::json!({
         "user_id": "uaa-id-207",
         "email": "email-148@somedomain.com",

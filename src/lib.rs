@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod cc;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod endpoint;

@@ -5,15 +5,15 @@ use std::io::Write;
 
 use log::{Level, Log, Metadata, Record};
 
-use crate::config::LogSection;
+use crate::config::{LogFormat, LogSettings};
 
-pub fn init(log: &LogSection) {
+pub fn init(log: &LogSettings) {
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters(&log.level);
+    builder.filter_level(log.level);
     if let Ok(filters) = std::env::var("RUST_LOG") {
         builder.parse_filters(&filters);
     }
-    if log.format == "json" {
+    if log.format == LogFormat::Json {
         builder.format(|buf, record| {
             let line = serde_json::json!({
                 "ts": crate::access_log::now_rfc3339(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use brokergate::cli::{Cli, Command};
-use brokergate::config::{self, LogSection};
+use brokergate::config::{self, LogSettings};
 use brokergate::{demo, logging, server};
 use clap::Parser;
 
@@ -22,11 +22,11 @@ fn main() -> ExitCode {
             daemon,
         } => run(&config, upgrade, daemon),
         Command::CheckConfig { config } => {
-            logging::init(&LogSection::default());
+            logging::init(&LogSettings::default());
             check(&config)
         }
         Command::Demo => {
-            logging::init(&LogSection::default());
+            logging::init(&LogSettings::default());
             demo::run()
         }
     };
@@ -40,19 +40,21 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &Path, upgrade: bool, daemon: bool) -> Result<(), String> {
-    let (rt, hash) =
+    let (settings, hash) =
         config::load_with_hash(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    logging::init(&rt.log);
+    logging::init(&settings.start.log);
     let opts = server::RunOptions {
         upgrade,
         daemon,
         config: Some((path.to_path_buf(), hash)),
     };
-    server::build(rt, &opts)?.run_forever()
+    server::build(settings, &opts)?.run_forever()
 }
 
 fn check(path: &Path) -> Result<(), String> {
-    let rt = config::load_runtime(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rt = config::load_settings(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .runtime;
     println!(
         "{}: ok ({} brokers, {} plans, {} spaces)",
         path.display(),

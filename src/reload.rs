@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::config::{self, Runtime};
+use crate::config::{self, Runtime, StartSettings};
 use crate::metrics::Metrics;
 
 /// How often the config file is checked for changes.
@@ -22,6 +22,8 @@ const SETTLE: Duration = Duration::from_millis(200);
 
 pub struct Reloader {
     path: PathBuf,
+    /// What the process was started with: a reload never changes it.
+    start: StartSettings,
     runtime: Arc<ArcSwap<Runtime>>,
     metrics: Arc<Metrics>,
     /// Hash of the last file content tried, good or bad: a bad file is reported once, not
@@ -33,12 +35,14 @@ impl Reloader {
     /// `initial_hash` is the hash of the configuration `runtime` was started with.
     pub fn new(
         path: PathBuf,
+        start: StartSettings,
         runtime: Arc<ArcSwap<Runtime>>,
         metrics: Arc<Metrics>,
         initial_hash: String,
     ) -> Self {
         Reloader {
             path,
+            start,
             runtime,
             metrics,
             last_tried: tokio::sync::Mutex::new(initial_hash),
@@ -77,7 +81,7 @@ impl Reloader {
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
-        let (mut next, hash) = match loaded {
+        let (next, hash) = match loaded {
             Ok(ok) => ok,
             Err(reason) => {
                 *last_tried = config::hash_of(&self.path).unwrap_or_default();
@@ -94,12 +98,11 @@ impl Reloader {
             }
         };
         *last_tried = hash.clone();
-        let current = self.runtime.load_full();
-        for key in keep_restart_only(&mut next, &current) {
+        for key in self.start.changed_keys(&next.start) {
             log::warn!("Configuration reload: {key} changed but needs a restart (graceful upgrade); keeping the running value.");
         }
-        preregister(&self.metrics, &next);
-        self.runtime.store(Arc::new(next));
+        preregister(&self.metrics, &next.runtime);
+        self.runtime.store(Arc::new(next.runtime));
         record_success(&self.metrics, &hash);
         self.metrics
             .config_reloads
@@ -108,32 +111,6 @@ impl Reloader {
         log::info!("Configuration reloaded. trigger={trigger} config_hash={hash}");
         Ok(hash)
     }
-}
-
-/// Settings bound at start (sockets, the store, threads, the scheduler) keep their running values; returns
-/// the keys that the new file changed.
-fn keep_restart_only(next: &mut Runtime, current: &Runtime) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    macro_rules! keep {
-        ($($field:ident).+, $key:literal) => {
-            if next.$($field).+ != current.$($field).+ {
-                changed.push($key);
-                next.$($field).+ = current.$($field).+.clone();
-            }
-        };
-    }
-    keep!(listen, "server.listen");
-    keep!(admin_listen, "server.admin_listen");
-    keep!(threads, "server.threads");
-    keep!(work_stealing, "server.work_stealing");
-    keep!(grace_period_seconds, "server.grace_period_seconds");
-    keep!(upgrade_sock, "server.upgrade_sock");
-    keep!(pid_file, "server.pid_file");
-    keep!(store.sqlite_path, "store.sqlite_path");
-    keep!(store.synchronous, "store.synchronous");
-    keep!(log.level, "log.level");
-    keep!(log.format, "log.format");
-    changed
 }
 
 /// Series whose labels the configuration defines, at zero.
@@ -149,10 +126,9 @@ pub fn preregister(metrics: &Metrics, rt: &Runtime) {
 /// Marks a configuration as loaded: the gauges operators alert on.
 pub fn record_success(metrics: &Metrics, hash: &str) {
     metrics.config_last_reload_successful.set(1);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    metrics.config_last_reload_success_timestamp.set(now);
+    metrics
+        .config_last_reload_success_timestamp
+        .set(crate::clock::now_unix_f64());
     // 48 bits fit a float exactly.
     let prefix = u64::from_str_radix(hash.get(..12).unwrap_or("0"), 16).unwrap_or(0);
     metrics.config_hash.set(prefix as f64);

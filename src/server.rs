@@ -13,9 +13,9 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 
 use crate::admin::{self, AdminService, AdminState};
-use crate::config::Runtime;
+use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
 use crate::service::Provisioner;
 use crate::store::SqliteStore;
@@ -33,9 +33,13 @@ pub struct RunOptions {
 /// Opens the store and removes reservations a previous process left mid broker call. During
 /// a graceful upgrade the old process is still finishing its calls, so only reservations older
 /// than any broker call could last are removed.
-pub fn open_store(rt: &Runtime, upgrade: bool) -> Result<SqliteStore, String> {
-    let store = SqliteStore::open(Path::new(&rt.store.sqlite_path), &rt.store.synchronous)
-        .map_err(|e| format!("store.sqlite_path: {e}"))?;
+pub fn open_store(settings: &Settings, upgrade: bool) -> Result<SqliteStore, String> {
+    let (start, rt) = (&settings.start, &settings.runtime);
+    let store = SqliteStore::open(
+        Path::new(&start.store.sqlite_path),
+        &start.store.synchronous,
+    )
+    .map_err(|e| format!("store.sqlite_path: {e}"))?;
     let created_before = if upgrade {
         let longest_call = rt
             .brokers
@@ -46,7 +50,7 @@ pub fn open_store(rt: &Runtime, upgrade: bool) -> Result<SqliteStore, String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        (now.saturating_sub(longest_call.as_secs() + rt.grace_period_seconds)) as i64
+        (now.saturating_sub(longest_call.as_secs() + start.grace_period_seconds)) as i64
     } else {
         i64::MAX
     };
@@ -62,19 +66,20 @@ pub fn open_store(rt: &Runtime, upgrade: bool) -> Result<SqliteStore, String> {
     Ok(store)
 }
 
-/// Builds the server with the gateway on `rt.listen` and the admin listener on
-/// `rt.admin_listen`; callers may add services before running it.
-pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
-    let store = Arc::new(open_store(&rt, opts.upgrade)?);
-    let admin_listener = admin::bind(&rt.admin_listen, opts.upgrade)?;
+/// Builds the server with the gateway on `server.listen` and the admin listener on
+/// `server.admin_listen`; callers may add services before running it.
+pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
+    let store = Arc::new(open_store(&settings, opts.upgrade)?);
+    let Settings { start, runtime: rt } = settings;
+    let admin_listener = admin::bind(start.admin_listen, opts.upgrade)?;
     let conf = ServerConf {
-        threads: rt.threads,
-        work_stealing: rt.work_stealing,
+        threads: start.threads,
+        work_stealing: start.work_stealing,
         daemon: opts.daemon,
-        grace_period_seconds: Some(rt.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(rt.grace_period_seconds.clamp(1, 5)),
-        upgrade_sock: rt.upgrade_sock.clone(),
-        pid_file: rt.pid_file.clone(),
+        grace_period_seconds: Some(start.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(start.grace_period_seconds.clamp(1, 5)),
+        upgrade_sock: start.upgrade_sock.clone(),
+        pid_file: start.pid_file.clone(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -90,7 +95,7 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
     if let Some((_, hash)) = &opts.config {
         reload::record_success(&metrics, hash);
     }
-    let listen = rt.listen.clone();
+    let listen = start.listen.to_string();
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
 
     let provisioner = Provisioner::new(
@@ -98,7 +103,7 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
         Arc::new(V1Client::new(metrics.clone())),
         metrics.clone(),
     );
-    let gateway = Gateway::new(runtime.clone(), provisioner, metrics.clone());
+    let gateway = Gateway::new(runtime.clone(), UseCases { provisioner }, metrics.clone());
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "brokergate");
     service.add_tcp(&listen);
@@ -109,6 +114,7 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
     let reloader = opts.config.as_ref().map(|(path, hash)| {
         Arc::new(Reloader::new(
             path.clone(),
+            start.clone(),
             runtime.clone(),
             metrics.clone(),
             hash.clone(),

@@ -23,7 +23,36 @@ pub struct Identity {
     pub scopes: Vec<String>,
 }
 
+/// What a route needs of the caller's token (the Cloud Controller's `read`/`write` access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// No UAA token at all (routes authenticated another way, or not at all).
+    None,
+    /// `cloud_controller.read` or `cloud_controller.admin`.
+    Read,
+    /// `cloud_controller.write` or `cloud_controller.admin`.
+    Write,
+}
+
 impl Identity {
+    /// The caller of a route that needs no token: holds no scope.
+    pub fn anonymous() -> Identity {
+        Identity {
+            user_id: String::new(),
+            email: None,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// Whether the token grants what `scope` asks.
+    pub fn allows(&self, scope: Scope) -> bool {
+        match scope {
+            Scope::None => true,
+            Scope::Read => self.can_read(),
+            Scope::Write => self.can_write(),
+        }
+    }
+
     fn has(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }

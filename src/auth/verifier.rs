@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Header;
 
@@ -122,7 +121,7 @@ impl Verifier {
     /// Verifies the token and returns the caller. May wait for one UAA key refresh.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let invalid = |reason| AuthError::Invalid(reason);
-        let now = unix_now();
+        let now = crate::clock::now_unix();
         let state = self.source().map(|u| u.current());
         let generation = state.as_ref().map_or(0, |s| s.generation);
         let digest = self.cache.as_ref().map(|_| cache::digest(token));
@@ -147,7 +146,7 @@ impl Verifier {
                     return Err(invalid(reason));
                 }
                 let v = self
-                    .attempt(token, &header, Some(&fresh), unix_now())
+                    .attempt(token, &header, Some(&fresh), crate::clock::now_unix())
                     .map_err(|f| invalid(f.reason))?;
                 (v, fresh.generation)
             }
@@ -250,12 +249,6 @@ impl Verifier {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +336,7 @@ mod tests {
 
     fn claims() -> Value {
         json!({"user_id": "u1", "scope": ["cloud_controller.write"], "iss": ISSUER,
-               "aud": ["cloud_controller"], "exp": unix_now() + 600, "jti": "abc"})
+               "aud": ["cloud_controller"], "exp": crate::clock::now_unix() + 600, "jti": "abc"})
     }
 
     fn sign(alg: Algorithm, pem: &[u8], kid: Option<&str>, claims: &Value) -> String {
@@ -547,7 +540,7 @@ mod tests {
     async fn cached_tokens_still_expire_and_a_new_configuration_starts_empty() {
         let s = setup(&[], None, 100);
         let mut c = claims();
-        c["exp"] = json!(unix_now() + 2);
+        c["exp"] = json!(crate::clock::now_unix() + 2);
         let t = sign(Algorithm::RS256, RSA_PRIVATE, Some("key-1"), &c);
         assert!(s.verifier.verify(&t).await.is_ok());
         assert!(s.verifier.verify(&t).await.is_ok());

@@ -126,7 +126,7 @@ impl Default for AuthSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     pub sqlite_path: String,

@@ -3,10 +3,12 @@
 
 mod file;
 mod runtime;
+mod start;
 mod target;
 
-pub use file::{FileConfig, LogSection};
+pub use file::{FileConfig, StoreSection};
 pub use runtime::{Broker, Plan, Runtime, Secret};
+pub use start::{LogFormat, LogSettings, StartSettings};
 pub use target::Target;
 
 use std::path::Path;
@@ -63,18 +65,38 @@ pub fn parse(
         .map_err(|e| ConfigError::invalid("config", e.to_string()))
 }
 
+/// A whole validated configuration: what is bound at start, and what a reload may change.
+#[derive(Debug)]
+pub struct Settings {
+    pub start: StartSettings,
+    pub runtime: Runtime,
+}
+
+impl Settings {
+    /// Validates both parts; `env` looks up `token_env` variables.
+    pub fn from_file(
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        Ok(Settings {
+            start: StartSettings::from_file(file)?,
+            runtime: Runtime::from_file(file, env)?,
+        })
+    }
+}
+
 /// Loads and validates in one step: what `run` and `check-config` do.
-pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
-    load_with_hash(path).map(|(rt, _)| rt)
+pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
+    load_with_hash(path).map(|(settings, _)| settings)
 }
 
 /// Loads and validates, and returns the hex SHA-256 of what was loaded (the file's bytes and
 /// the `BROKERGATE__` overrides), which identifies a configuration in metrics and reloads.
-pub fn load_with_hash(path: &Path) -> Result<(Runtime, String), ConfigError> {
+pub fn load_with_hash(path: &Path) -> Result<(Settings, String), ConfigError> {
     let read = read(path)?;
     let file = parse(&read.text, read.overrides)?;
-    let rt = Runtime::from_file(&file, &|name| std::env::var(name).ok())?;
-    Ok((rt, read.hash))
+    let settings = Settings::from_file(&file, &|name| std::env::var(name).ok())?;
+    Ok((settings, read.hash))
 }
 
 /// The hash [`load_with_hash`] would report, without parsing: cheap enough to poll.

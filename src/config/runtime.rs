@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{FileConfig, LogSection, StoreSection};
+use super::file::FileConfig;
 use super::{ConfigError, Target};
 use crate::auth::{UaaSettings, Verifier, VerifierSettings};
 
@@ -57,20 +57,15 @@ pub struct Upstream {
     pub timeout: Duration,
 }
 
+/// The live configuration every request reads: what a reload swaps in. Settings bound at
+/// start are not here but in [`super::StartSettings`].
 #[derive(Debug)]
 pub struct Runtime {
-    pub listen: String,
-    pub admin_listen: String,
-    pub log: LogSection,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
     pub max_body_bytes: usize,
     pub max_token_bytes: usize,
     pub accept_unknown_spaces: bool,
-    pub threads: usize,
-    pub work_stealing: bool,
-    pub grace_period_seconds: u64,
-    pub upgrade_sock: String,
-    pub pid_file: String,
-    pub store: StoreSection,
     /// Token verification; `keys.keys_loaded()` is false until a configured UAA was read.
     pub keys: Verifier,
     pub upstream: Option<Upstream>,
@@ -90,55 +85,10 @@ impl Runtime {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Runtime, ConfigError> {
         let server = &file.server;
-        server.listen.parse::<std::net::SocketAddr>().map_err(|e| {
-            ConfigError::invalid("server.listen", format!("{e}: {:?}", server.listen))
-        })?;
-        server
-            .admin_listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| {
-                ConfigError::invalid(
-                    "server.admin_listen",
-                    format!("{e}: {:?}", server.admin_listen),
-                )
-            })?;
-        if !matches!(file.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::invalid(
-                "log.format",
-                format!("must be \"text\" or \"json\", not {:?}", file.log.format),
-            ));
-        }
-        if file.log.level.parse::<log::LevelFilter>().is_err() {
-            return Err(ConfigError::invalid(
-                "log.level",
-                format!(
-                    "not a level (error, warn, info, debug): {:?}",
-                    file.log.level
-                ),
-            ));
-        }
         if server.max_body_bytes == 0 || server.max_body_bytes > MAX_BODY_LIMIT {
             return Err(ConfigError::invalid(
                 "server.max_body_bytes",
                 format!("must be between 1 and {MAX_BODY_LIMIT}"),
-            ));
-        }
-        if server.threads == 0 {
-            return Err(ConfigError::invalid("server.threads", "must be at least 1"));
-        }
-        match file.store.synchronous.as_str() {
-            "full" | "normal" => {}
-            other => {
-                return Err(ConfigError::invalid(
-                    "store.synchronous",
-                    format!("must be \"full\" or \"normal\", not {other:?}"),
-                ))
-            }
-        }
-        if file.store.sqlite_path.is_empty() {
-            return Err(ConfigError::invalid(
-                "store.sqlite_path",
-                "must not be empty",
             ));
         }
 
@@ -261,18 +211,10 @@ impl Runtime {
         }
 
         Ok(Runtime {
-            listen: server.listen.clone(),
-            admin_listen: server.admin_listen.clone(),
-            log: file.log.clone(),
+            access_log: file.log.access_log,
             max_body_bytes: server.max_body_bytes,
             max_token_bytes: server.max_token_bytes,
             accept_unknown_spaces: server.accept_unknown_spaces,
-            threads: server.threads,
-            work_stealing: server.work_stealing,
-            grace_period_seconds: server.grace_period_seconds,
-            upgrade_sock: server.upgrade_sock.clone(),
-            pid_file: server.pid_file.clone(),
-            store: file.store.clone(),
             keys,
             upstream,
             brokers: broker_list,

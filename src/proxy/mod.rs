@@ -1,10 +1,16 @@
-//! The pingora `ProxyHttp` implementation: routes each request, answers the routes brokergate
-//! owns inside `request_filter`, and passes everything else, unchanged, to the upstream Cloud
-//! Controller (or answers 404 when there is none).
+//! The pingora `ProxyHttp` implementation: the route table (`routes`) says which requests
+//! brokergate owns; the dispatcher (`dispatch`) answers those inside `request_filter` through
+//! their handlers (`instances`); everything else passes, unchanged, to the upstream Cloud
+//! Controller (or gets 404 when there is none).
 
-mod create;
+mod dispatch;
 mod errors;
+mod handler;
+mod instances;
 mod reply;
+mod routes;
+
+pub use handler::UseCases;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,13 +26,12 @@ use crate::cc::request_id::request_id;
 use crate::cc::ApiError;
 use crate::config::Runtime;
 use crate::metrics::Metrics;
-use crate::service::Provisioner;
 use crate::v1::BrokerCall;
 
 /// The gateway service: a config that reloads swap, and the use cases.
 pub struct Gateway {
     runtime: Arc<ArcSwap<Runtime>>,
-    provisioner: Provisioner,
+    use_cases: UseCases,
     metrics: Arc<Metrics>,
 }
 
@@ -41,42 +46,11 @@ pub fn auth_failure_reasons() -> Vec<&'static str> {
 }
 
 impl Gateway {
-    pub fn new(
-        runtime: Arc<ArcSwap<Runtime>>,
-        provisioner: Provisioner,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>, use_cases: UseCases, metrics: Arc<Metrics>) -> Self {
         Gateway {
             runtime,
-            provisioner,
+            use_cases,
             metrics,
-        }
-    }
-}
-
-/// The routes brokergate tells apart; a template, never request data, so it can label metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    CreateServiceInstance,
-    Other,
-}
-
-impl Route {
-    fn of(req: &RequestHeader) -> Route {
-        let path = req.uri.path();
-        if req.method == http::Method::POST
-            && (path == "/v2/service_instances" || path == "/v2/service_instances/")
-        {
-            Route::CreateServiceInstance
-        } else {
-            Route::Other
-        }
-    }
-
-    pub fn template(self) -> &'static str {
-        match self {
-            Route::CreateServiceInstance => "/v2/service_instances",
-            Route::Other => "other",
         }
     }
 }
@@ -85,16 +59,32 @@ impl Route {
 /// config a request sees halfway through.
 pub struct Ctx {
     rt: Arc<Runtime>,
-    route: Route,
+    /// The route template (metrics label): [`routes::NOT_OWNED`] unless an entry matched.
+    route: &'static str,
     started: Instant,
+    /// The id brokergate answers with and sends to brokers; empty until assigned (requests
+    /// passed through keep the client's own).
     request_id: String,
     outcome: Outcome,
     _in_flight: InFlight,
 }
 
+impl Ctx {
+    /// Assigns the request id from the client's headers, once.
+    fn assign_request_id(&mut self, session: &Session) {
+        if self.request_id.is_empty() {
+            let h = &session.req_header().headers;
+            self.request_id = request_id(
+                h.get("x-vcap-request-id").map(|v| v.as_bytes()),
+                h.get("x-request-id").map(|v| v.as_bytes()),
+            );
+        }
+    }
+}
+
 /// What brokergate decided, for the access log and metrics.
 #[derive(Debug, Default)]
-struct Outcome {
+pub struct Outcome {
     status: u16,
     user_id: Option<String>,
     broker: Option<String>,
@@ -142,7 +132,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             rt: self.runtime.load_full(),
-            route: Route::Other,
+            route: routes::NOT_OWNED,
             started: Instant::now(),
             request_id: String::new(),
             outcome: Outcome::default(),
@@ -157,29 +147,14 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.route = Route::of(session.req_header());
         if reply::ambiguous_framing(session) {
-            ctx.request_id = self.assign_request_id(session);
+            ctx.assign_request_id(session);
             let err = ApiError::ambiguous_framing();
             ctx.outcome.status = err.status;
             reply::error_and_close(session, &err, &ctx.request_id).await?;
             return Ok(true);
         }
-        match ctx.route {
-            Route::CreateServiceInstance => {
-                ctx.request_id = self.assign_request_id(session);
-                create::handle(self, session, ctx).await
-            }
-            Route::Other if ctx.rt.upstream.is_some() => Ok(false),
-            Route::Other => {
-                ctx.request_id = self.assign_request_id(session);
-                let err = ApiError::not_found();
-                ctx.outcome.status = err.status;
-                reply::error_after_drain(session, &err, &ctx.request_id, ctx.rt.max_body_bytes)
-                    .await?;
-                Ok(true)
-            }
-        }
+        dispatch::dispatch(self, session, ctx).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -213,9 +188,7 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         };
-        if ctx.request_id.is_empty() {
-            ctx.request_id = self.assign_request_id(session);
-        }
+        ctx.assign_request_id(session);
         ctx.outcome.error = Some(e.etype().as_str().to_string());
         if session.response_written().is_none() {
             if let Err(write_err) = reply::error_and_close(session, &err, &ctx.request_id).await {
@@ -240,7 +213,7 @@ impl ProxyHttp for Gateway {
             .map_or(ctx.outcome.status, |r| r.status.as_u16());
         let duration = ctx.started.elapsed().as_secs_f64();
         let method = method_label(&session.req_header().method);
-        let route = ctx.route.template();
+        let route = ctx.route;
         let m = &self.metrics;
         m.http_requests
             .with_label_values(&[method, route, &status.to_string()])
@@ -251,7 +224,7 @@ impl ProxyHttp for Gateway {
         if let Some(reason) = ctx.outcome.auth_failure {
             m.auth_failures.with_label_values(&[reason]).inc();
         }
-        if !ctx.rt.log.access_log {
+        if !ctx.rt.access_log {
             return;
         }
         // Pass-through requests keep the client's id, if any; brokergate assigned none.
@@ -284,15 +257,5 @@ impl ProxyHttp for Gateway {
             user_id: ctx.outcome.user_id.as_deref(),
             error,
         });
-    }
-}
-
-impl Gateway {
-    fn assign_request_id(&self, session: &Session) -> String {
-        let h = &session.req_header().headers;
-        request_id(
-            h.get("x-vcap-request-id").map(|v| v.as_bytes()),
-            h.get("x-request-id").map(|v| v.as_bytes()),
-        )
     }
 }

@@ -8,6 +8,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use super::handler::Answer;
 use crate::cc::ApiError;
 
 /// How long an early reply waits to drain an unread request body before closing instead.
@@ -36,19 +37,34 @@ pub async fn json(
     Ok(())
 }
 
-/// Answers with a CC error after draining the unread request body (up to `max_body` bytes
-/// within a deadline), so a keep-alive connection stays usable; past either bound the
-/// connection is closed instead of leaving bytes to be parsed as the next request.
-pub async fn error_after_drain(
+/// Answers after draining the unread request body (up to `max_body` bytes within a deadline),
+/// so a keep-alive connection stays usable; past either bound the connection is closed instead
+/// of leaving bytes to be parsed as the next request.
+pub async fn after_drain(
     session: &mut Session,
-    err: &ApiError,
+    answer: Answer,
     request_id: &str,
     max_body: usize,
 ) -> Result<()> {
     if !drain(session, max_body).await {
         session.set_keepalive(None);
     }
-    json(session, err.status, err.body(), request_id, None).await
+    let Answer {
+        status,
+        body,
+        location,
+    } = answer;
+    json(session, status, body, request_id, location.as_deref()).await
+}
+
+/// A CC error, after draining the unread body as [`after_drain`] does.
+pub async fn error_after_drain(
+    session: &mut Session,
+    err: &ApiError,
+    request_id: &str,
+    max_body: usize,
+) -> Result<()> {
+    after_drain(session, Answer::from(err), request_id, max_body).await
 }
 
 /// Answers with a CC error and closes the connection (framing or size problems).

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use serde_json::value::RawValue;
 
 use super::*;
-use crate::store::InstanceRecord;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
+use crate::store::InstanceRecord;
 use crate::v1::{BrokerError, BrokerFailure, ProvisionResponse};
 
 const PLAN: &str = "6df3af55-8f97-4dbe-9d6b-098eb53d8c17";

@@ -1,0 +1,84 @@
+//! Handlers of `/v2/service_instances`: HTTP in, a use-case command, a Cloud Controller answer
+//! out.
+
+use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
+use super::{errors, Outcome};
+use crate::cc::envelope::{instance_url, render_created, InstanceView};
+use crate::cc::request;
+use crate::clock;
+use crate::service::{ProvisionError, Provisioner};
+
+/// `POST /v2/service_instances[?accepts_incomplete=…]`: steps 1 and 2 of the Cloud
+/// Controller's order (decode the body, the `accepts_incomplete` flag) are the wire's; the
+/// provisioning use case runs the rest. A plan brokergate does not serve is not ours.
+pub fn create<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        let body = match request::decode(req.body) {
+            Ok(body) => body,
+            Err(e) => return e.into(),
+        };
+        // Validated, otherwise meaningless for synchronous v1 brokers.
+        if let Err(e) = request::accepts_incomplete(req.query) {
+            return e.into();
+        }
+        let plan = match Provisioner::plan(req.rt, &body) {
+            Ok(plan) => plan,
+            Err(e @ ProvisionError::UnknownPlan) => {
+                return Disposition::NotOurs(errors::from_provision(&e))
+            }
+            Err(e) => return errors::from_provision(&e).into(),
+        };
+        out.broker = Some(plan.broker.name.clone());
+
+        let provisioned = uc
+            .provisioner
+            .provision(
+                req.rt,
+                plan,
+                req.caller,
+                body,
+                req.request_id,
+                clock::now_unix(),
+                &mut out.broker_call,
+            )
+            .await;
+        match provisioned {
+            Ok(created) => {
+                let (r, p) = (&created.reservation, &created.provisioned);
+                let body = render_created(&InstanceView {
+                    guid: &r.guid,
+                    name: &r.name,
+                    credentials: &p.credentials,
+                    service_plan_guid: &r.service_plan_guid,
+                    space_guid: &r.space_guid,
+                    gateway_data: &p.gateway_data,
+                    dashboard_url: p.dashboard_url.as_deref(),
+                    tags: &r.tags,
+                    created_at: r.created_at,
+                });
+                Disposition::Reply(Answer {
+                    status: 201,
+                    body,
+                    location: Some(instance_url(&r.guid)),
+                })
+            }
+            Err(e) => {
+                if matches!(e, ProvisionError::InsufficientScope) {
+                    out.auth_failure = Some("insufficient_scope");
+                }
+                if let ProvisionError::Store(store_err) = &e {
+                    log::error!(
+                        "Store failure. request_id={} error={store_err}",
+                        req.request_id
+                    );
+                }
+                out.error = Some(e.to_string());
+                errors::from_provision(&e).into()
+            }
+        }
+    })
+}
