@@ -58,6 +58,9 @@ struct Opts {
     run_dir: PathBuf,
     out_dir: PathBuf,
     skip: Vec<String>,
+    /// `LOAD_BASELINE_BIN`: another brokergate binary (say, the last release) run beside this
+    /// one in the pass-through and create sections, so a change is compared in one run.
+    baseline: Option<PathBuf>,
 }
 
 impl Opts {
@@ -88,6 +91,7 @@ impl Opts {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect(),
+            baseline: std::env::var("LOAD_BASELINE_BIN").ok().map(PathBuf::from),
         })
     }
 
@@ -412,11 +416,21 @@ organization_guid = "{ORG_GUID}"
 }
 
 fn start_brokergate(o: &Opts, name: &str, port: u16, synchronous: &str) -> Res<Proc> {
+    start_brokergate_bin(o, &o.bin("brokergate"), name, port, synchronous)
+}
+
+fn start_brokergate_bin(
+    o: &Opts,
+    bin: &Path,
+    name: &str,
+    port: u16,
+    synchronous: &str,
+) -> Res<Proc> {
     let conf = brokergate_conf(o, name, port, synchronous)?;
     let mut p = Proc::spawn(
         name,
         1,
-        &o.bin("brokergate"),
+        bin,
         &["run".into(), "-c".into(), conf.display().to_string()],
         &[("RUST_LOG", "warn")],
         &o.run_dir.join(format!("{name}.log")),
@@ -753,7 +767,9 @@ fn main() -> Res<()> {
     let _ = fs::remove_dir_all(&o.run_dir);
     fs::create_dir_all(&o.run_dir)?;
     fs::create_dir_all(&o.out_dir)?;
-    for off in [1, 2, 3, 4, 5, 6, 7, 8, 104, 105, 106, 107, 108] {
+    for off in [
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 104, 105, 106, 107, 108, 109, 110,
+    ] {
         if !port_free(o.port(off)) {
             return Err(format!(
                 "port {} is in use; set LOAD_BASE_PORT to a free range",
@@ -869,6 +885,28 @@ fn main() -> Res<()> {
             )
             .pids(&bg_pass),
         ];
+        let bg_base = match &o.baseline {
+            Some(bin) => Some(start_brokergate_bin(
+                &o,
+                bin,
+                "baseline-pass",
+                o.port(9),
+                "full",
+            )?),
+            None => None,
+        };
+        if let Some(p) = &bg_base {
+            pass.push(
+                Candidate::new(
+                    "baseline brokergate (LOAD_BASELINE_BIN), 1 thread, unowned route → origin",
+                    "baseline",
+                    o.port(9),
+                    "get",
+                    Some("baseline"),
+                )
+                .pids(p),
+            );
+        }
         run_section(
             &o,
             &format!("pass-through GET {PASS_PATH}"),
@@ -881,9 +919,11 @@ fn main() -> Res<()> {
                 Some("nginx") => Some(peak_rss_mib(&nginx_proxy)),
                 Some("bare") => Some(peak_rss_mib(&bare)),
                 Some("brokergate") => Some(peak_rss_mib(&bg_pass)),
+                Some("baseline") => bg_base.as_ref().map(peak_rss_mib),
                 _ => None,
             };
         }
+        drop(bg_base);
         drop(bare);
         drop(bg_pass);
     }
@@ -926,15 +966,39 @@ fn main() -> Res<()> {
             )
             .pids(&bg_normal),
         ];
+        let bg_base = match &o.baseline {
+            Some(bin) => Some(start_brokergate_bin(
+                &o,
+                bin,
+                "baseline-full",
+                o.port(10),
+                "full",
+            )?),
+            None => None,
+        };
+        if let Some(p) = &bg_base {
+            create.push(
+                Candidate::new(
+                    "baseline brokergate (LOAD_BASELINE_BIN) create, synchronous=full",
+                    "baseline full",
+                    o.port(10),
+                    "cc",
+                    Some("baseline"),
+                )
+                .pids(p),
+            );
+        }
         run_section(&o, "create path POST", &mut create, &token, "c")?;
         for c in &mut create {
             c.rss_mib = match c.proc_key {
                 Some("nginx") => Some(peak_rss_mib(&nginx_proxy)),
                 Some("full") => Some(peak_rss_mib(&bg_full)),
                 Some("normal") => Some(peak_rss_mib(&bg_normal)),
+                Some("baseline") => bg_base.as_ref().map(peak_rss_mib),
                 _ => None,
             };
         }
+        drop(bg_base);
         if o.runs("open") {
             // brokergate at half its own peak; as controls, the same POST through nginx and
             // directly to the broker at brokergate (full)'s rate: the floor this machine and
@@ -1160,6 +1224,14 @@ fn main() -> Res<()> {
             cpu_ratio(&pass[3], &pass[1]),
             cpu_ratio(&pass[2], &pass[1]),
         );
+        if let Some(base) = pass.get(4) {
+            let _ = writeln!(
+                md,
+                "Against the baseline binary (`LOAD_BASELINE_BIN`), same run: brokergate / baseline = **{:.3}** by throughput, **{:.3}** by CPU time per request.\n",
+                ratio(&pass[3], base),
+                cpu_ratio(&pass[3], base),
+            );
+        }
         for c in &pass {
             chart_rows.push((
                 "pass".into(),
@@ -1187,6 +1259,14 @@ fn main() -> Res<()> {
             cpu_ratio(&create[2], &create[1]),
             cpu_ratio(&create[3], &create[1]),
         );
+        if let Some(base) = create.get(4) {
+            let _ = writeln!(
+                md,
+                "Against the baseline binary (`LOAD_BASELINE_BIN`), same run: brokergate (full) / baseline (full) = **{:.3}** by throughput, **{:.3}** by CPU time per request.\n",
+                ratio(&create[2], base),
+                cpu_ratio(&create[2], base),
+            );
+        }
         for c in &create {
             chart_rows.push((
                 "create".into(),
