@@ -137,6 +137,17 @@ impl Metrics {
         }
     }
 
+    /// [`Metrics::preregister`] for a configuration's brokers and plans, and every auth
+    /// failure reason: at start and after each reload.
+    pub fn preregister_config(&self, rt: &crate::config::Runtime) {
+        let brokers: Vec<&str> = rt.brokers.iter().map(|b| b.name.as_str()).collect();
+        let plans: Vec<(&str, &str)> = rt
+            .plans()
+            .map(|p| (p.broker.name.as_str(), p.guid.as_str()))
+            .collect();
+        self.preregister(&brokers, &plans, &crate::auth::failure_reasons());
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();

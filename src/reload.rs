@@ -101,7 +101,7 @@ impl Reloader {
         for key in self.start.changed_keys(&next.start) {
             log::warn!("Configuration reload: {key} changed but needs a restart (graceful upgrade); keeping the running value.");
         }
-        preregister(&self.metrics, &next.runtime);
+        self.metrics.preregister_config(&next.runtime);
         self.runtime.store(Arc::new(next.runtime));
         record_success(&self.metrics, &hash);
         self.metrics
@@ -111,16 +111,6 @@ impl Reloader {
         log::info!("Configuration reloaded. trigger={trigger} config_hash={hash}");
         Ok(hash)
     }
-}
-
-/// Series whose labels the configuration defines, at zero.
-pub fn preregister(metrics: &Metrics, rt: &Runtime) {
-    let brokers: Vec<&str> = rt.brokers.iter().map(|b| b.name.as_str()).collect();
-    let plans: Vec<(&str, &str)> = rt
-        .plans()
-        .map(|p| (p.broker.name.as_str(), p.guid.as_str()))
-        .collect();
-    metrics.preregister(&brokers, &plans, &crate::proxy::auth_failure_reasons());
 }
 
 /// Marks a configuration as loaded: the gauges operators alert on.

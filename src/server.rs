@@ -91,7 +91,7 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
-    reload::preregister(&metrics, &rt);
+    metrics.preregister_config(&rt);
     if let Some((_, hash)) = &opts.config {
         reload::record_success(&metrics, hash);
     }

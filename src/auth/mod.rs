@@ -79,6 +79,16 @@ pub enum AuthError {
     Invalid(InvalidReason),
 }
 
+/// Every `reason` label of `brokergate_auth_failures_total`: no token, each way a token can
+/// be invalid, and a valid token without the scope.
+pub fn failure_reasons() -> Vec<&'static str> {
+    let invalid = InvalidReason::ALL.iter().map(|r| r.as_str());
+    std::iter::once("missing")
+        .chain(invalid)
+        .chain(std::iter::once("insufficient_scope"))
+        .collect()
+}
+
 /// Bounded set of reasons, usable as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidReason {

@@ -35,16 +35,6 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
 }
 
-/// Every `reason` label of `brokergate_auth_failures_total`: no token, each way a token can
-/// be invalid, and a valid token without the scope.
-pub fn auth_failure_reasons() -> Vec<&'static str> {
-    let invalid = crate::auth::InvalidReason::ALL.iter().map(|r| r.as_str());
-    std::iter::once("missing")
-        .chain(invalid)
-        .chain(std::iter::once("insufficient_scope"))
-        .collect()
-}
-
 impl Gateway {
     pub fn new(runtime: Arc<ArcSwap<Runtime>>, use_cases: UseCases, metrics: Arc<Metrics>) -> Self {
         Gateway {
