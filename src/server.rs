@@ -14,6 +14,7 @@ use pingora::services::background::background_service;
 
 use crate::admin::{self, AdminService, AdminState};
 use crate::config::Settings;
+use crate::listen::ApiAddress;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
@@ -72,6 +73,14 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     let store = Arc::new(open_store(&settings, opts.upgrade)?);
     let Settings { start, runtime: rt } = settings;
     let admin_listener = admin::bind(start.admin_listen, opts.upgrade)?;
+    let api = ApiAddress::choose(start.listen)?;
+    log::info!(
+        "Listening. api={} admin={}",
+        api.addr,
+        admin_listener
+            .local_addr()
+            .map_err(|e| format!("server.admin_listen: {e}"))?
+    );
     let conf = ServerConf {
         threads: start.threads,
         work_stealing: start.work_stealing,
@@ -95,7 +104,6 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     if let Some((_, hash)) = &opts.config {
         reload::record_success(&metrics, hash);
     }
-    let listen = start.listen.to_string();
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
 
     let provisioner = Provisioner::new(
@@ -106,8 +114,12 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     let gateway = Gateway::new(runtime.clone(), UseCases { provisioner }, metrics.clone());
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "brokergate");
-    service.add_tcp(&listen);
+    match api.socket_options() {
+        Some(options) => service.add_tcp_with_settings(&api.addr.to_string(), options),
+        None => service.add_tcp(&api.addr.to_string()),
+    }
     server.add_service(service);
+    server.add_service(background_service("api port", api.holder()));
     // UAA keys load in the background: the gateway starts even while UAA is unreachable.
     server.add_service(background_service("uaa keys", crate::auth::KeyRefresher));
 
