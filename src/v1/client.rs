@@ -1,24 +1,21 @@
-//! Calls v1 gateways over pingora's pooled HTTP connector, with the Cloud Controller's headers
+//! Calls v1 gateways through the outbound client, with the Cloud Controller's headers
 //! (`Content-Type` and `Accept` JSON, `X-VCAP-Request-ID`, `X-VCAP-Service-Token`) and the
-//! broker's connect and response deadlines.
+//! broker's connect and response deadlines, and reads what happened as a [`BrokerFailure`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
-
+use bytes::Bytes;
+use http::Method;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::wire::{interpret_failure, interpret_provision};
 use super::{BrokerError, BrokerFailure, ProvisionRequest, ProvisionResponse, CONFIGURATIONS_PATH};
 use crate::config::Broker;
 use crate::metrics::Metrics;
+use crate::outbound::{self, ErrorKind, Idempotency, Limits, Peer, Request, Response};
 
-/// Largest broker answer read; a larger one is a bad response.
+/// Largest broker answer read; a larger one is a failure (see [`failure_of`]).
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// How long an idle pooled broker connection is kept. Short, so a broker's own keep-alive
 /// timeout (often 5 s or more) rarely closes a connection we are about to reuse.
@@ -32,7 +29,7 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 pub struct V1Client {
-    connector: Connector,
+    http: outbound::Client,
     metrics: Arc<Metrics>,
 }
 
@@ -44,21 +41,16 @@ pub struct BrokerCall {
     pub duration: Duration,
 }
 
-/// One raw exchange's outcome.
-struct Answer {
-    status: u16,
-    body: Bytes,
-}
-
 impl V1Client {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         V1Client {
-            connector: Connector::new(None),
+            http: outbound::Client::new(),
             metrics,
         }
     }
 
-    /// `POST /gateway/v1/configurations`.
+    /// `POST /gateway/v1/configurations`. Never sent twice: the broker may have read it before
+    /// a connection broke, and a replay could provision a second instance.
     pub async fn provision(
         &self,
         broker: &Broker,
@@ -69,22 +61,21 @@ impl V1Client {
         let path = format!("{}{CONFIGURATIONS_PATH}", broker.target.base_path);
         // Serializing borrowed strings and JSON values cannot fail.
         let body = serde_json::to_vec(request).unwrap_or_default();
-        let started = Instant::now();
-        let answer = self
-            .exchange(
-                broker,
-                "POST",
-                &path,
-                Some(Bytes::from(body)),
-                request_id,
-                originating_identity,
-            )
-            .await;
-        let call = BrokerCall {
-            status: answer.as_ref().ok().map(|a| a.status),
-            duration: started.elapsed(),
-        };
-        let result = answer.and_then(|a| interpret_provision(a.status, &a.body));
+        let mut outgoing = request_to(
+            broker,
+            Method::POST,
+            Idempotency::NotIdempotent,
+            &path,
+            request_id,
+        )
+        .body(Bytes::from(body));
+        if let Some(identity) = originating_identity {
+            outgoing = outgoing.header("X-Broker-API-Originating-Identity", identity);
+        }
+        let (answer, call) = self.call(broker, outgoing).await;
+        let result = answer
+            .map_err(|e| failure_of(&e))
+            .and_then(|a| interpret_provision(a.status.as_u16(), &a.body));
         self.observe(broker, "provision", &call, result.as_ref().err());
         let result = result.map_err(|kind| BrokerError {
             uri: format!("{}{CONFIGURATIONS_PATH}", broker.target.display_url),
@@ -95,7 +86,8 @@ impl V1Client {
     }
 
     /// `DELETE /gateway/v1/configurations/<service_id>` (no body, JSON Content-Type anyway:
-    /// vcap-services-base gateways require it).
+    /// vcap-services-base gateways require it). Idempotent: sent once more on a new
+    /// connection when a pooled one turns out closed.
     pub async fn deprovision(
         &self,
         broker: &Broker,
@@ -104,21 +96,22 @@ impl V1Client {
     ) -> Result<(), BrokerError> {
         let encoded = utf8_percent_encode(service_id, PATH_SEGMENT).to_string();
         let path = format!("{}{CONFIGURATIONS_PATH}/{encoded}", broker.target.base_path);
-        let started = Instant::now();
-        let answer = self
-            .exchange(broker, "DELETE", &path, None, request_id, None)
-            .await;
-        let call = BrokerCall {
-            status: answer.as_ref().ok().map(|a| a.status),
-            duration: started.elapsed(),
+        let outgoing = request_to(
+            broker,
+            Method::DELETE,
+            Idempotency::Idempotent,
+            &path,
+            request_id,
+        )
+        .body(Bytes::new());
+        let (answer, call) = self.call(broker, outgoing).await;
+        let result = match answer {
+            Ok(a) if a.status.is_success() => Ok(()),
+            Ok(a) => Err(interpret_failure(a.status.as_u16(), &a.body)),
+            // The status says it is gone; the body of a DELETE's answer is never used.
+            Err(e) if e.partial().is_some_and(|p| p.status.is_success()) => Ok(()),
+            Err(e) => Err(failure_of(&e)),
         };
-        let result = answer.and_then(|a| {
-            if (200..300).contains(&a.status) {
-                Ok(())
-            } else {
-                Err(interpret_failure(a.status, &a.body))
-            }
-        });
         self.observe(broker, "deprovision", &call, result.as_ref().err());
         result.map_err(|kind| BrokerError {
             uri: format!(
@@ -128,6 +121,34 @@ impl V1Client {
             method: "DELETE",
             kind,
         })
+    }
+
+    /// One exchange with the broker, pooled, under its connect and whole-answer deadlines.
+    async fn call(
+        &self,
+        broker: &Broker,
+        request: Request,
+    ) -> (Result<Response, outbound::Error>, BrokerCall) {
+        let t = &broker.target;
+        let peer =
+            Peer::new(t.addr, t.tls, t.host.as_str(), t.authority.as_str()).pooled(POOL_IDLE);
+        let limits = Limits {
+            connect_timeout: broker.connect_timeout,
+            total_timeout: broker.timeout,
+            max_body_bytes: MAX_RESPONSE_BYTES,
+        };
+        let started = Instant::now();
+        let answer = self.http.send(&peer, &limits, request).await;
+        let status = match &answer {
+            Ok(a) => Some(a.status.as_u16()),
+            // A too-large answer still came with a status.
+            Err(e) => e.partial().map(|p| p.status.as_u16()),
+        };
+        let call = BrokerCall {
+            status,
+            duration: started.elapsed(),
+        };
+        (answer, call)
     }
 
     fn observe(
@@ -153,150 +174,165 @@ impl V1Client {
                 .inc();
         }
     }
-
-    /// One request under the broker's whole-response deadline. A DELETE that failed on a
-    /// pooled connection is retried once on a fresh one (it is idempotent). A POST never is:
-    /// the broker may have read it before the connection broke, and a replay could provision
-    /// twice.
-    async fn exchange(
-        &self,
-        broker: &Broker,
-        method: &str,
-        path: &str,
-        body: Option<Bytes>,
-        request_id: &str,
-        originating_identity: Option<&str>,
-    ) -> Result<Answer, BrokerFailure> {
-        let attempt = async {
-            let mut retried = false;
-            loop {
-                let header = request_header(
-                    broker,
-                    method,
-                    path,
-                    body.as_ref(),
-                    request_id,
-                    originating_identity,
-                )
-                .map_err(|e| BrokerFailure::Unreachable(e.to_string()))?;
-                match self.once(broker, header, body.clone()).await {
-                    Err((e, reused))
-                        if method == "DELETE" && reused && !retried && stale_connection(&e) =>
-                    {
-                        retried = true
-                    }
-                    Err((e, _)) => return Err(failure_of(&e)),
-                    Ok(answer) => return Ok(answer),
-                }
-            }
-        };
-        match tokio::time::timeout(broker.timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(BrokerFailure::Timeout),
-        }
-    }
-
-    async fn once(
-        &self,
-        broker: &Broker,
-        header: RequestHeader,
-        body: Option<Bytes>,
-    ) -> Result<Answer, (Box<Error>, bool)> {
-        let peer = peer(broker);
-        let (mut session, reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| (e, false))?;
-        let result = async {
-            session.write_request_header(Box::new(header)).await?;
-            if let Some(body) = body {
-                session.write_request_body(body, true).await?;
-            }
-            session.finish_request_body().await?;
-            session.read_response_header().await?;
-            let status = session
-                .response_header()
-                .map(|h| h.status.as_u16())
-                .unwrap_or(0);
-            let mut buf = BytesMut::new();
-            while let Some(chunk) = session.read_response_body().await? {
-                if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Error::e_explain(
-                        ErrorType::InvalidHTTPHeader,
-                        "broker answer too large",
-                    );
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(Answer {
-                status,
-                body: buf.freeze(),
-            })
-        }
-        .await;
-        match result {
-            Ok(answer) => {
-                self.connector
-                    .release_http_session(session, &peer, Some(POOL_IDLE))
-                    .await;
-                Ok(answer)
-            }
-            Err(e) => Err((e, reused)),
-        }
-    }
 }
 
-fn peer(broker: &Broker) -> HttpPeer {
-    let t = &broker.target;
-    let mut peer = HttpPeer::new(t.addr, t.tls, t.host.clone());
-    peer.options.connection_timeout = Some(broker.connect_timeout);
-    peer.options.total_connection_timeout = Some(broker.connect_timeout);
-    peer.options.idle_timeout = Some(POOL_IDLE);
-    peer
-}
-
-fn request_header(
+/// A request with the Cloud Controller's headers.
+fn request_to(
     broker: &Broker,
-    method: &str,
+    method: Method,
+    idempotency: Idempotency,
     path: &str,
-    body: Option<&Bytes>,
     request_id: &str,
-    originating_identity: Option<&str>,
-) -> pingora::Result<RequestHeader> {
-    let mut h = RequestHeader::build(method, path.as_bytes(), Some(8))?;
-    h.insert_header("Host", &broker.target.authority)?;
-    h.insert_header("Content-Type", "application/json")?;
-    h.insert_header("Accept", "application/json")?;
-    h.insert_header("X-VCAP-Request-ID", request_id)?;
-    h.insert_header("X-VCAP-Service-Token", broker.token.expose())?;
-    if let Some(identity) = originating_identity {
-        h.insert_header("X-Broker-API-Originating-Identity", identity)?;
-    }
-    h.insert_header("Content-Length", body.map_or(0, Bytes::len).to_string())?;
-    Ok(h)
+) -> Request {
+    Request::new(method, path, idempotency)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .header("X-VCAP-Request-ID", request_id)
+        .header("X-VCAP-Service-Token", broker.token.expose())
 }
 
-/// Errors that on a reused connection mean "the broker had closed it", not "the broker failed".
-fn stale_connection(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError
-    ) && !matches!(e.etype(), ErrorType::ReadTimedout)
-}
-
-fn failure_of(e: &Error) -> BrokerFailure {
-    match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            BrokerFailure::Timeout
+/// How the Cloud Controller's broker mapping reads an exchange without a usable answer.
+fn failure_of(e: &outbound::Error) -> BrokerFailure {
+    match e.kind() {
+        ErrorKind::Timeout => BrokerFailure::Timeout,
+        // A request we could not build never left: nothing to tell but that the broker was
+        // not reached.
+        ErrorKind::Connect | ErrorKind::Closed | ErrorKind::InvalidRequest => {
+            BrokerFailure::Unreachable(e.to_string())
         }
-        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => {
-            BrokerFailure::Malformed {
-                status: 0,
-                detail: format!("not a valid HTTP answer ({})", e.etype().as_str()),
+        ErrorKind::Malformed => BrokerFailure::Malformed {
+            status: 0,
+            detail: e.to_string(),
+            service_id: None,
+        },
+        ErrorKind::TooLarge => match e.partial() {
+            // A failure status stays that status's failure; the excerpt is the first bytes.
+            Some(p) if !p.status.is_success() => interpret_failure(p.status.as_u16(), &p.body),
+            // A success we cannot read whole is an invalid answer, as a 2xx body that is not
+            // the expected JSON is.
+            p => BrokerFailure::Malformed {
+                status: p.map_or(0, |p| p.status.as_u16()),
+                detail: format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
                 service_id: None,
-            }
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, Target};
+    use crate::outbound::test_server::{Answer, Server};
+
+    fn broker(server: &Server) -> Broker {
+        let url = format!("http://{}", server.addr);
+        Broker {
+            name: "b".into(),
+            target: Target::parse("brokers[0].url", &url).unwrap(),
+            token: Secret::new("broker-token"),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
         }
-        _ => BrokerFailure::Unreachable(e.etype().as_str().to_string()),
+    }
+
+    async fn provision(
+        client: &V1Client,
+        broker: &Broker,
+    ) -> (Result<ProvisionResponse, BrokerError>, BrokerCall) {
+        let request = ProvisionRequest {
+            label: "echo-1.0".into(),
+            email: None,
+            plan: "free",
+            version: "1.0",
+            provider: None,
+            space_guid: "S",
+            organization_guid: None,
+            unique_id: "echo-free",
+            name: "n",
+            plan_option: None,
+            parameters: None,
+        };
+        client.provision(broker, "rid", &request, None).await
+    }
+
+    /// A server whose every answer has this status and a body one byte over the limit.
+    async fn too_large(status: u16) -> Server {
+        let answer = Answer::status(status, &"x".repeat(MAX_RESPONSE_BYTES + 1));
+        Server::start(move |_, _| answer.clone()).await
+    }
+
+    fn client() -> V1Client {
+        V1Client::new(Arc::new(Metrics::new()))
+    }
+
+    /// The failure a provision meets when the broker answers `status` with a body too large.
+    async fn too_large_provision(status: u16) -> BrokerFailure {
+        let server = too_large(status).await;
+        let (result, call) = provision(&client(), &broker(&server)).await;
+        assert_eq!(
+            call.status,
+            Some(status),
+            "the access log still sees the status"
+        );
+        result.unwrap_err().kind
+    }
+
+    #[tokio::test]
+    async fn a_2xx_too_large_to_read_is_a_malformed_answer() {
+        match too_large_provision(200).await {
+            BrokerFailure::Malformed {
+                status: 200,
+                detail,
+                service_id: None,
+            } => assert!(detail.contains("larger than 1048576 bytes"), "{detail}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_too_large_to_read_is_that_status_failure_with_an_excerpt() {
+        match too_large_provision(503).await {
+            BrokerFailure::BadResponse {
+                status: 503,
+                description: None,
+                body,
+            } => assert_eq!(body, "x".repeat(1024)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_2xx_delete_too_large_to_read_is_still_deleted() {
+        let server = too_large(200).await;
+        client()
+            .deprovision(&broker(&server), "rid", "svc-1")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_delete_dropped_on_a_reused_connection_is_sent_again_on_a_new_one() {
+        // The provision leaves its connection pooled; the broker then reads the DELETE on it
+        // and closes without answering.
+        let server = Server::start(|conn, n| match (conn, n) {
+            (0, 0) => Answer::status(
+                201,
+                r#"{"service_id":"s","configuration":{},"credentials":{}}"#,
+            ),
+            (0, _) => Answer::Close,
+            _ => Answer::status(200, "{}"),
+        })
+        .await;
+        let (client, broker) = (client(), broker(&server));
+        provision(&client, &broker).await.0.unwrap();
+        client.deprovision(&broker, "rid", "s").await.unwrap();
+        assert_eq!(server.connections(), 2);
+        let heads = server.heads();
+        assert_eq!(heads.len(), 3, "{heads:#?}");
+        assert!(
+            heads[1..].iter().all(|h| h.starts_with("delete ")),
+            "{heads:#?}"
+        );
     }
 }

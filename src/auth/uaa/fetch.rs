@@ -1,4 +1,4 @@
-//! Reading UAA's discovery document and `/token_keys` over pingora's HTTP connector (the same
+//! Reading UAA's discovery document and `/token_keys` through the outbound client (the same
 //! client and TLS trust store as the broker calls). Only the two fixed paths under the
 //! configured URL are ever read: nothing from a token (`jku`, `x5u`) or a document
 //! (`jwks_uri`) is followed, and neither are redirects.
@@ -8,15 +8,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::jwks;
 use crate::auth::keys::VerifyKey;
+use crate::outbound::{Client, ErrorKind, Idempotency, Limits, Peer, Request};
 
 pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub(crate) const TOKEN_KEYS_PATH: &str = "/token_keys";
@@ -64,20 +63,20 @@ pub(crate) fn uaa_endpoint(raw: &str) -> Result<Endpoint, String> {
 pub(crate) struct HttpFetcher {
     endpoint: Endpoint,
     /// Made on first use: it loads the platform's CA certificates.
-    connector: OnceLock<Connector>,
+    client: OnceLock<Client>,
 }
 
 impl HttpFetcher {
     pub(crate) fn new(endpoint: Endpoint) -> HttpFetcher {
         HttpFetcher {
             endpoint,
-            connector: OnceLock::new(),
+            client: OnceLock::new(),
         }
     }
 
     /// One GET on a fresh connection (fetches are rare, and a pooled connection would be tied
-    /// to whichever runtime made it). Only a 200 counts.
-    async fn get(&self, path: &str, timeout: Duration) -> Result<BytesMut, String> {
+    /// to whichever runtime made it). Only a 200 counts; a redirect is just another status.
+    async fn get(&self, path: &str, timeout: Duration) -> Result<Bytes, String> {
         let e = &self.endpoint;
         let url = format!("{}{path}", e.display);
         let fail = |what: String| format!("GET {url}: {what}");
@@ -86,40 +85,23 @@ impl HttpFetcher {
             .map_err(|err| fail(format!("cannot resolve {}: {err}", e.host)))?
             .next()
             .ok_or_else(|| fail(format!("{} resolves to nothing", e.host)))?;
-        let mut peer = HttpPeer::new(addr, e.tls, e.host.clone());
-        peer.options.connection_timeout = Some(timeout);
-        peer.options.total_connection_timeout = Some(timeout);
-        peer.options.read_timeout = Some(timeout);
-        peer.options.write_timeout = Some(timeout);
-        let connector = self.connector.get_or_init(|| Connector::new(None));
-        let (mut session, _) = connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|err| fail(err.etype().as_str().to_string()))?;
-        let full_path = format!("{}{path}", e.base_path);
-        let exchange = async {
-            let mut req = RequestHeader::build("GET", full_path.as_bytes(), Some(4))?;
-            req.insert_header("Host", &e.authority)?;
-            req.insert_header("Accept", "application/json")?;
-            req.insert_header("Connection", "close")?;
-            session.write_request_header(Box::new(req)).await?;
-            session.finish_request_body().await?;
-            session.read_response_header().await?;
-            let status = session.response_header().map_or(0, |h| h.status.as_u16());
-            let mut body = BytesMut::new();
-            while let Some(chunk) = session.read_response_body().await? {
-                if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                    return Ok((status, None));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok::<_, Box<pingora::Error>>((status, Some(body)))
+        let peer = Peer::new(addr, e.tls, e.host.as_str(), e.authority.as_str());
+        let limits = Limits {
+            connect_timeout: timeout,
+            total_timeout: timeout,
+            max_body_bytes: MAX_DOCUMENT_BYTES,
         };
-        match exchange.await {
-            Ok((200, Some(body))) => Ok(body),
-            Ok((200, None)) => Err(fail(format!("larger than {MAX_DOCUMENT_BYTES} bytes"))),
-            Ok((status, _)) => Err(fail(format!("status {status}"))),
-            Err(err) => Err(fail(err.etype().as_str().to_string())),
+        let full_path = format!("{}{path}", e.base_path);
+        let request = Request::new(Method::GET, &full_path, Idempotency::Idempotent)
+            .header("Accept", "application/json");
+        let client = self.client.get_or_init(Client::new);
+        match client.send(&peer, &limits, request).await {
+            Ok(r) if r.status == StatusCode::OK => Ok(r.body),
+            Ok(r) => Err(fail(format!("status {}", r.status.as_u16()))),
+            Err(err) if err.kind() == ErrorKind::TooLarge => {
+                Err(fail(format!("larger than {MAX_DOCUMENT_BYTES} bytes")))
+            }
+            Err(err) => Err(fail(err.to_string())),
         }
     }
 }
@@ -165,6 +147,7 @@ impl Fetch for HttpFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::test_server::{Answer, Server};
 
     #[test]
     fn endpoint_keeps_a_base_path_and_refuses_credentials() {
@@ -187,5 +170,39 @@ mod tests {
     #[test]
     fn a_name_that_does_not_resolve_is_not_a_config_error() {
         assert!(Endpoint::parse("https://uaa.invalid").is_ok());
+    }
+
+    fn fetcher(server: &Server) -> HttpFetcher {
+        HttpFetcher::new(uaa_endpoint(&format!("http://{}/uaa", server.addr)).unwrap())
+    }
+
+    #[tokio::test]
+    async fn only_a_200_counts_and_a_redirect_is_not_followed() {
+        let server = Server::start(|_, _| {
+            Answer::Raw(Bytes::from_static(
+                b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+            ))
+        })
+        .await;
+        let e = fetcher(&server)
+            .get(TOKEN_KEYS_PATH, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.ends_with("/uaa/token_keys: status 302"), "{e}");
+        let heads = server.heads();
+        assert_eq!(heads.len(), 1, "{heads:#?}");
+        assert!(heads[0].starts_with("get /uaa/token_keys "), "{heads:#?}");
+        assert!(heads[0].contains("\r\nconnection: close\r\n"), "{heads:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_document_over_one_mib_is_refused() {
+        let answer = Answer::status(200, &" ".repeat(MAX_DOCUMENT_BYTES + 1));
+        let server = Server::start(move |_, _| answer.clone()).await;
+        let e = fetcher(&server)
+            .get(DISCOVERY_PATH, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.ends_with("larger than 1048576 bytes"), "{e}");
     }
 }
