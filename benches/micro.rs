@@ -1,6 +1,6 @@
 //! Criterion micro benchmarks of the create path's CPU steps, each alone:
 //!
-//! - `parse_validate`: `cc::request::decode` + `validate_name_and_tags` of the documented
+//! - `parse_validate`: `cc::request::decode` + `service::rules::check_name_and_tags` of the documented
 //!   request body, minimal and with parameters/tags/gateway_data;
 //! - `v1_body_build`: serializing the `v1::ProvisionRequest` sent to the broker;
 //! - `envelope_render`: `cc::envelope::render_created`, the 201 body;
@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use brokergate::cc::envelope::{render_created, InstanceView};
-use brokergate::cc::request::{decode, validate_name_and_tags};
+use brokergate::cc::request::decode;
+use brokergate::service::rules::check_name_and_tags;
 use brokergate::store::{Provisioned, Reservation, SqliteStore, Store};
 use brokergate::v1::ProvisionRequest;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -40,7 +41,7 @@ fn parse_validate(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let req = decode(black_box(body.as_bytes())).expect("valid body");
-                validate_name_and_tags(&req).expect("valid name");
+                check_name_and_tags(&req.name, &req.tags).expect("valid name");
                 req
             })
         });

@@ -1,16 +1,12 @@
 //! The `POST /v2/service_instances` message: decoded like CC's `JsonMessage` (nulls are
 //! absent, unknown keys ignored, every failing field reported in CC's field order with
-//! membrane's wording), then the name rules. The body is JSON whatever the Content-Type says.
+//! membrane's wording). The name rules are the provisioning use case's (`service::rules`).
+//! The body is JSON whatever the Content-Type says.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::ApiError;
-
-/// Longest accepted instance name (CC since 2021).
-pub const MAX_NAME_CHARS: usize = 255;
-/// Longest combined length of all tags.
-pub const MAX_TAGS_CHARS: usize = 2048;
 
 /// Deepest accepted nesting of arrays and objects anywhere in the body (serde_json's own
 /// limit for typed values, applied to the raw `parameters` and `gateway_data` too, which no
@@ -68,8 +64,8 @@ impl Members {
     }
 }
 
-/// Step 1 of CC's checks: decode the body. Name rules are checked later
-/// (`validate_name_and_tags`), after the plan, space and scope checks, as CC orders them.
+/// Step 1 of CC's checks: decode the body. Name rules are the provisioning use case's, after
+/// the plan, space and scope checks, as CC orders them.
 pub fn decode(body: &[u8]) -> Result<CreateServiceInstance, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::message_parse_error("Decoded JSON cannot be nil"));
@@ -124,21 +120,6 @@ pub fn decode(body: &[u8]) -> Result<CreateServiceInstance, ApiError> {
         tags,
         gateway_data: members.take("gateway_data"),
     })
-}
-
-/// CC's model validations on the name and tags, in its order.
-pub fn validate_name_and_tags(req: &CreateServiceInstance) -> Result<(), ApiError> {
-    if req.name.is_empty() {
-        return Err(ApiError::name_empty());
-    }
-    if req.name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::name_too_long(MAX_NAME_CHARS));
-    }
-    let tags_chars: usize = req.tags.iter().map(|t| t.chars().count()).sum();
-    if tags_chars > MAX_TAGS_CHARS {
-        return Err(ApiError::tags_too_long(&req.name));
-    }
-    Ok(())
 }
 
 /// The `accepts_incomplete` query flag: absent, `true` or `false`; anything else is 10004.
@@ -415,35 +396,13 @@ mod tests {
     }
 
     #[test]
-    fn name_is_trimmed_and_checked() {
+    fn name_is_trimmed() {
         let mut v = seed();
         v["name"] = "  padded \t".into();
         let r = decode_value(&v).unwrap();
         assert_eq!(r.name, "padded");
         v["name"] = "   ".into();
-        assert_eq!(
-            validate_name_and_tags(&decode_value(&v).unwrap())
-                .unwrap_err()
-                .code,
-            60001
-        );
-        v["name"] = "é".repeat(255).into();
-        assert!(validate_name_and_tags(&decode_value(&v).unwrap()).is_ok());
-        v["name"] = "s".repeat(256).into();
-        let e = validate_name_and_tags(&decode_value(&v).unwrap()).unwrap_err();
-        assert_eq!(e.code, 60009);
-        assert!(e.description.contains("255"));
-    }
-
-    #[test]
-    fn tags_over_2048_characters_are_too_long() {
-        let mut v = seed();
-        v["tags"] = serde_json::json!(["a".repeat(1024), "b".repeat(1024)]);
-        assert!(validate_name_and_tags(&decode_value(&v).unwrap()).is_ok());
-        v["tags"] = serde_json::json!(["a".repeat(1024), "b".repeat(1025)]);
-        let e = validate_name_and_tags(&decode_value(&v).unwrap()).unwrap_err();
-        assert_eq!(e.code, 60015);
-        assert!(e.description.contains("my-service-instance"));
+        assert_eq!(decode_value(&v).unwrap().name, "");
     }
 
     #[test]

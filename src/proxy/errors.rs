@@ -1,10 +1,10 @@
-//! The one place where use-case and auth errors become Cloud Controller error bodies.
+//! The one place where use-case and auth errors become Cloud Controller error bodies: each
+//! domain error has its status, code and wording here, and nowhere else.
 
 use crate::auth::AuthError;
 use crate::cc::error::HttpDetail;
 use crate::cc::ApiError;
-use crate::service::ProvisionError;
-use crate::v1::{BrokerError, BrokerFailure};
+use crate::service::{BrokerError, BrokerFailure, ProvisionError};
 
 pub fn from_auth(e: AuthError) -> ApiError {
     match e {
@@ -26,9 +26,12 @@ pub fn from_provision(e: &ProvisionError) -> ApiError {
         ProvisionError::UnknownPlan => ApiError::instance_invalid("not a valid service plan"),
         ProvisionError::UnknownSpace => ApiError::instance_invalid("not a valid space"),
         ProvisionError::InsufficientScope => ApiError::insufficient_scope(),
-        ProvisionError::Invalid(api) => api.clone(),
-        ProvisionError::NameTaken(name) => ApiError::name_taken(name),
+        ProvisionError::NameEmpty => ApiError::name_empty(),
+        ProvisionError::NameTooLong { limit } => ApiError::name_too_long(*limit),
+        ProvisionError::TagsTooLong { name, .. } => ApiError::tags_too_long(name),
+        ProvisionError::NameTaken { name } => ApiError::name_taken(name),
         ProvisionError::Broker(b) => from_broker(b),
+        // Never the store's own words: they may name paths or the database.
         ProvisionError::Store(_) => ApiError::unknown(),
     }
 }
@@ -161,6 +164,26 @@ mod tests {
                 (status, code, error_code)
             );
         }
+    }
+
+    #[test]
+    fn validation_failures_keep_the_cloud_controller_codes_and_words() {
+        let api = from_provision(&ProvisionError::NameEmpty);
+        assert_eq!((api.status, api.code), (400, 60001));
+        let api = from_provision(&ProvisionError::NameTooLong { limit: 255 });
+        assert_eq!((api.status, api.code), (400, 60009));
+        assert!(api.description.contains("255"), "{}", api.description);
+        let api = from_provision(&ProvisionError::TagsTooLong {
+            name: "my-service-instance".into(),
+            limit: 2048,
+        });
+        assert_eq!((api.status, api.code), (400, 60015));
+        assert!(api.description.contains("my-service-instance"));
+        let api = from_provision(&ProvisionError::NameTaken { name: "n".into() });
+        assert_eq!(
+            (api.code, api.description.as_str()),
+            (60002, "The service instance name is taken: n")
+        );
     }
 
     #[test]

@@ -26,7 +26,6 @@ pub struct Request<'a> {
     /// The authenticated caller (routes with [`Scope::None`] get an anonymous one).
     pub caller: &'a Identity,
     /// The scope the route needs, for the use case to check in the Cloud Controller's order.
-    #[allow(dead_code)] // until the provisioning command carries it
     pub scope: Scope,
     #[allow(dead_code)] // read by the first route with a `:guid` (the lifecycle issue)
     pub params: &'a Params,

@@ -6,7 +6,7 @@ use super::{errors, Outcome};
 use crate::cc::envelope::{instance_url, render_created, InstanceView};
 use crate::cc::request;
 use crate::clock;
-use crate::service::{ProvisionError, Provisioner};
+use crate::service::{Provision, ProvisionError};
 
 /// `POST /v2/service_instances[?accepts_incomplete=…]`: steps 1 and 2 of the Cloud
 /// Controller's order (decode the body, the `accepts_incomplete` flag) are the wire's; the
@@ -25,28 +25,22 @@ pub fn create<'a>(
         if let Err(e) = request::accepts_incomplete(req.query) {
             return e.into();
         }
-        let plan = match Provisioner::plan(req.rt, &body) {
-            Ok(plan) => plan,
-            Err(e @ ProvisionError::UnknownPlan) => {
-                return Disposition::NotOurs(errors::from_provision(&e))
-            }
-            Err(e) => return errors::from_provision(&e).into(),
+        let command = Provision {
+            name: body.name,
+            space_guid: body.space_guid,
+            service_plan_guid: body.service_plan_guid,
+            tags: body.tags,
+            parameters: body.parameters,
+            gateway_data: body.gateway_data,
+            caller: req.caller,
+            scope: req.scope,
+            request_id: req.request_id,
+            now: clock::now_unix(),
         };
-        out.broker = Some(plan.broker.name.clone());
-
-        let provisioned = uc
-            .provisioner
-            .provision(
-                req.rt,
-                plan,
-                req.caller,
-                body,
-                req.request_id,
-                clock::now_unix(),
-                &mut out.broker_call,
-            )
-            .await;
-        match provisioned {
+        let outcome = uc.provisioner.provision(req.rt, command).await;
+        out.broker = outcome.trace.broker;
+        out.broker_call = outcome.trace.broker_call;
+        match outcome.result {
             Ok(created) => {
                 let (r, p) = (&created.reservation, &created.provisioned);
                 let body = render_created(&InstanceView {
@@ -65,6 +59,10 @@ pub fn create<'a>(
                     body,
                     location: Some(instance_url(&r.guid)),
                 })
+            }
+            // A plan the real Cloud Controller serves.
+            Err(e @ ProvisionError::UnknownPlan) => {
+                Disposition::NotOurs(errors::from_provision(&e))
             }
             Err(e) => {
                 if matches!(e, ProvisionError::InsufficientScope) {

@@ -26,7 +26,7 @@ use crate::cc::request_id::request_id;
 use crate::cc::ApiError;
 use crate::config::Runtime;
 use crate::metrics::Metrics;
-use crate::v1::BrokerCall;
+use crate::service::BrokerCall;
 
 /// The gateway service: a config that reloads swap, and the use cases.
 pub struct Gateway {

@@ -1,20 +1,67 @@
-//! Provisioning, in the Cloud Controller's check order after the body is decoded: plan,
-//! space, scope, name rules; then reserve the name, call the broker, commit. A broker success
-//! that cannot be committed is deprovisioned, so nothing is left half-done.
+//! Provisioning a v1-backed instance, in the Cloud Controller's order of checks (reference
+//! §1.3), after the edge has authenticated the caller (0), decoded the body (1) and checked
+//! `accepts_incomplete` (2):
+//!
+//! 3. the plan is one brokergate serves;
+//! 4. the space is known;
+//! 5. the token has the route's scope;
+//! 6. the model validations: name, tags, and the name's uniqueness in the space — held by a
+//!    reservation before any broker call, so two creates of one name make one broker call;
+//! 8. the broker provisions;
+//! 9. the answer is committed; if that fails, the broker's instance is deprovisioned (orphan
+//!    mitigation) and the commit's error is the answer.
+//!
+//! Nothing half-done is left: every failure after the reservation releases it.
 
 use std::sync::Arc;
 
-use base64::Engine;
+use serde_json::value::RawValue;
 
-use super::BrokerPort;
-use crate::auth::Identity;
-use crate::cc::request::{validate_name_and_tags, CreateServiceInstance};
-use crate::cc::ApiError;
+use super::broker::{BrokerCall, BrokerError, BrokerFailure, BrokerPort, ProvisionOrder};
+use super::rules::{self, RuleViolation};
+use crate::auth::{Identity, Scope};
 use crate::config::{Plan, Runtime};
 use crate::metrics::Metrics;
 use crate::store::{CreatedInstance, Provisioned, Reservation, Store, StoreError};
-use crate::v1::{BrokerCall, BrokerError, BrokerFailure, ProvisionRequest};
 
+/// `POST /v2/service_instances`, as a command.
+#[derive(Debug)]
+pub struct Provision<'a> {
+    pub name: String,
+    pub space_guid: String,
+    pub service_plan_guid: String,
+    pub tags: Vec<String>,
+    /// A JSON object, verbatim.
+    pub parameters: Option<Box<RawValue>>,
+    /// Any JSON, verbatim: v1's `plan_option`.
+    pub gateway_data: Option<Box<RawValue>>,
+    pub caller: &'a Identity,
+    /// The scope the route needs.
+    pub scope: Scope,
+    /// Sent to the broker as `X-VCAP-Request-ID`.
+    pub request_id: &'a str,
+    /// Unix seconds: the instance's `created_at`.
+    pub now: i64,
+}
+
+/// What a use case did, whatever its result, for the access log and metrics.
+#[derive(Debug)]
+pub struct Outcome<T, E> {
+    pub result: Result<T, E>,
+    pub trace: Trace,
+}
+
+/// Which broker a use case chose and the call it made.
+#[derive(Debug, Default, Clone)]
+pub struct Trace {
+    /// The plan's broker, once the plan was known.
+    pub broker: Option<String>,
+    /// The broker call that decided the result, when one was made.
+    pub broker_call: Option<BrokerCall>,
+}
+
+/// Why provisioning did not happen, in the use case's terms; the edge renders each as a Cloud
+/// Controller error.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// Not a plan brokergate serves (the edge may pass the request through).
@@ -24,11 +71,14 @@ pub enum ProvisionError {
     UnknownSpace,
     #[error("token lacks cloud_controller.write")]
     InsufficientScope,
-    /// A Cloud Controller validation failure (name rules).
-    #[error("{}", .0.description)]
-    Invalid(ApiError),
+    #[error("the name is empty")]
+    NameEmpty,
+    #[error("the name is longer than {limit} characters")]
+    NameTooLong { limit: usize },
+    #[error("the tags are longer than {limit} characters combined")]
+    TagsTooLong { name: String, limit: usize },
     #[error("name taken")]
-    NameTaken(String),
+    NameTaken { name: String },
     #[error("broker: {0}")]
     Broker(BrokerError),
     #[error("{0}")]
@@ -50,86 +100,86 @@ impl Provisioner {
         }
     }
 
-    /// Step 3 of CC's order, on its own so the edge can decide pass-through before anything else.
-    pub fn plan<'a>(
-        rt: &'a Runtime,
-        req: &CreateServiceInstance,
-    ) -> Result<&'a Plan, ProvisionError> {
-        rt.plan(&req.service_plan_guid)
-            .ok_or(ProvisionError::UnknownPlan)
-    }
-
-    /// Steps 4 onwards for a known plan. Returns the committed record; `call` receives the
-    /// broker call's status and duration when one was made.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs the command against the configuration `rt`.
     pub async fn provision(
         &self,
         rt: &Runtime,
-        plan: &Plan,
-        identity: &Identity,
-        req: CreateServiceInstance,
-        request_id: &str,
-        now_unix: i64,
-        call: &mut Option<BrokerCall>,
+        cmd: Provision<'_>,
+    ) -> Outcome<CreatedInstance, ProvisionError> {
+        let mut trace = Trace::default();
+        let result = self.run(rt, cmd, &mut trace).await;
+        Outcome { result, trace }
+    }
+
+    async fn run(
+        &self,
+        rt: &Runtime,
+        cmd: Provision<'_>,
+        trace: &mut Trace,
     ) -> Result<CreatedInstance, ProvisionError> {
-        let organization_guid = match rt.space_organization(&req.space_guid) {
+        // 3. The plan.
+        let plan = rt
+            .plan(&cmd.service_plan_guid)
+            .ok_or(ProvisionError::UnknownPlan)?;
+        trace.broker = Some(plan.broker.name.clone());
+        // 4. The space.
+        let organization_guid = match rt.space_organization(&cmd.space_guid) {
             Some(org) => Some(org.to_string()),
             None if rt.accept_unknown_spaces => None,
             None => return Err(ProvisionError::UnknownSpace),
         };
-        if !identity.can_write() {
+        // 5. Access.
+        if !cmd.caller.allows(cmd.scope) {
             return Err(ProvisionError::InsufficientScope);
         }
-        validate_name_and_tags(&req).map_err(ProvisionError::Invalid)?;
-
+        // 6. Validations, uniqueness last: it is the reservation.
+        rules::check_name_and_tags(&cmd.name, &cmd.tags).map_err(|v| match v {
+            RuleViolation::NameEmpty => ProvisionError::NameEmpty,
+            RuleViolation::NameTooLong { limit } => ProvisionError::NameTooLong { limit },
+            RuleViolation::TagsTooLong { limit } => ProvisionError::TagsTooLong {
+                name: cmd.name.clone(),
+                limit,
+            },
+        })?;
         let reservation = Reservation {
-            // Time-ordered (v7): new rows land at the right edge of the store's index instead of
-            // dirtying a random page each. Clients treat the guid as opaque.
+            // Time-ordered (v7): new rows land at the right edge of the store's index instead
+            // of dirtying a random page each. Clients treat the guid as opaque.
             guid: uuid::Uuid::now_v7().to_string(),
-            name: req.name.clone(),
-            space_guid: req.space_guid.clone(),
+            name: cmd.name.clone(),
+            space_guid: cmd.space_guid.clone(),
             organization_guid,
             service_plan_guid: plan.guid.clone(),
             broker: plan.broker.name.clone(),
-            tags: req.tags.clone(),
-            creator_user_id: identity.user_id.clone(),
-            creator_email: identity.email.clone(),
-            created_at: now_unix,
+            tags: cmd.tags.clone(),
+            creator_user_id: cmd.caller.user_id.clone(),
+            creator_email: cmd.caller.email.clone(),
+            created_at: cmd.now,
         };
         self.store
             .reserve(&reservation)
             .await
             .map_err(|e| match e {
-                StoreError::NameTaken => ProvisionError::NameTaken(req.name.clone()),
+                StoreError::NameTaken => ProvisionError::NameTaken {
+                    name: cmd.name.clone(),
+                },
                 other => ProvisionError::Store(other),
             })?;
 
-        let v1_request = ProvisionRequest {
-            label: format!("{}-{}", plan.label, plan.version),
-            email: identity.email.as_deref(),
-            plan: &plan.name,
-            version: &plan.version,
-            provider: plan.provider.as_deref(),
+        // 8. The broker call.
+        let order = ProvisionOrder {
+            plan,
             space_guid: &reservation.space_guid,
             organization_guid: reservation.organization_guid.as_deref(),
-            unique_id: &plan.unique_id,
             name: &reservation.name,
-            plan_option: req.gateway_data.as_deref(),
-            parameters: req.parameters.as_deref(),
+            email: cmd.caller.email.as_deref(),
+            user_id: &cmd.caller.user_id,
+            gateway_data: cmd.gateway_data.as_deref(),
+            parameters: cmd.parameters.as_deref(),
         };
-        let identity_header = originating_identity(&identity.user_id);
-        let (answer, broker_call) = self
-            .brokers
-            .provision(
-                &plan.broker,
-                request_id,
-                &v1_request,
-                Some(&identity_header),
-            )
-            .await;
-        *call = Some(broker_call);
-        let answer = match answer {
-            Ok(answer) => answer,
+        let answer = self.brokers.provision(&order, cmd.request_id).await;
+        trace.broker_call = Some(answer.call);
+        let instance = match answer.result {
+            Ok(instance) => instance,
             Err(err) => {
                 self.release(&reservation.guid).await;
                 if let BrokerFailure::Malformed {
@@ -138,17 +188,18 @@ impl Provisioner {
                 } = &err.kind
                 {
                     // The broker named an instance in an answer we cannot use: remove it.
-                    self.mitigate_orphan(plan, request_id, service_id).await;
+                    self.mitigate_orphan(plan, cmd.request_id, service_id).await;
                 }
                 return Err(ProvisionError::Broker(err));
             }
         };
 
+        // 9. Save.
         let provisioned = Provisioned {
-            broker_service_id: answer.service_id,
-            gateway_data: answer.configuration,
-            credentials: answer.credentials,
-            dashboard_url: answer.dashboard_url,
+            broker_service_id: instance.service_id,
+            gateway_data: instance.configuration,
+            credentials: instance.credentials,
+            dashboard_url: instance.dashboard_url,
         };
         if let Err(e) = self.store.commit(&reservation.guid, &provisioned).await {
             log::error!(
@@ -156,7 +207,7 @@ impl Provisioner {
                 reservation.guid,
                 plan.broker.name
             );
-            self.mitigate_orphan(plan, request_id, &provisioned.broker_service_id)
+            self.mitigate_orphan(plan, cmd.request_id, &provisioned.broker_service_id)
                 .await;
             self.release(&reservation.guid).await;
             return Err(ProvisionError::Store(e));
@@ -177,39 +228,31 @@ impl Provisioner {
         }
     }
 
-    /// Deprovisions an instance the broker created but brokergate cannot keep. Returns whether
-    /// the broker confirmed; a failure is logged with the broker's id so an operator can act.
-    async fn mitigate_orphan(&self, plan: &Plan, request_id: &str, service_id: &str) -> bool {
-        match self
+    /// Deprovisions an instance the broker created but brokergate cannot keep, and counts the
+    /// result; a failure is logged with the broker's id so an operator can act.
+    async fn mitigate_orphan(&self, plan: &Plan, request_id: &str, service_id: &str) {
+        let broker = &plan.broker.name;
+        let answer = self
             .brokers
-            .deprovision(&plan.broker, request_id, service_id)
-            .await
-        {
+            .deprovision(&plan.broker, service_id, request_id)
+            .await;
+        let result = match answer.result {
             Ok(()) => {
-                log::warn!(
-                    "Orphan mitigated. broker={} service_id={service_id}",
-                    plan.broker.name
-                );
-                true
+                log::warn!("Orphan mitigated. broker={broker} service_id={service_id}");
+                "success"
             }
             Err(e) => {
                 log::error!(
-                    "Orphan mitigation failed; the broker may still hold the instance. broker={} service_id={service_id} error={e}",
-                    plan.broker.name
+                    "Orphan mitigation failed; the broker may still hold the instance. broker={broker} service_id={service_id} error={e}"
                 );
-                false
+                "failure"
             }
-        }
+        };
+        self.metrics
+            .orphan_mitigations
+            .with_label_values(&[broker, result])
+            .inc();
     }
-}
-
-/// `X-Broker-API-Originating-Identity: cloudfoundry <base64 {"user_id": …}>`.
-fn originating_identity(user_id: &str) -> String {
-    let json = serde_json::json!({ "user_id": user_id }).to_string();
-    format!(
-        "cloudfoundry {}",
-        base64::engine::general_purpose::STANDARD.encode(json)
-    )
 }
 
 #[cfg(test)]

@@ -9,11 +9,17 @@ use bytes::Bytes;
 use http::Method;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::wire::{interpret_failure, interpret_provision};
-use super::{BrokerError, BrokerFailure, ProvisionRequest, ProvisionResponse, CONFIGURATIONS_PATH};
+use async_trait::async_trait;
+
+use super::wire::{interpret_failure, interpret_provision, originating_identity};
+use super::{ProvisionRequest, CONFIGURATIONS_PATH};
 use crate::config::Broker;
 use crate::metrics::Metrics;
 use crate::outbound::{self, ErrorKind, Idempotency, Limits, Peer, Request, Response};
+use crate::service::{
+    BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerInstance, BrokerPort,
+    ProvisionOrder,
+};
 
 /// Largest broker answer read; a larger one is a failure (see [`failure_of`]).
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -33,14 +39,6 @@ pub struct V1Client {
     metrics: Arc<Metrics>,
 }
 
-/// What one broker call looked like, for the access log.
-#[derive(Debug, Clone, Copy)]
-pub struct BrokerCall {
-    /// The broker's HTTP status; `None` when no answer came.
-    pub status: Option<u16>,
-    pub duration: Duration,
-}
-
 impl V1Client {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         V1Client {
@@ -48,30 +46,33 @@ impl V1Client {
             metrics,
         }
     }
+}
 
+#[async_trait]
+impl BrokerPort for V1Client {
     /// `POST /gateway/v1/configurations`. Never sent twice: the broker may have read it before
     /// a connection broke, and a replay could provision a second instance.
-    pub async fn provision(
+    async fn provision(
         &self,
-        broker: &Broker,
+        order: &ProvisionOrder<'_>,
         request_id: &str,
-        request: &ProvisionRequest<'_>,
-        originating_identity: Option<&str>,
-    ) -> (Result<ProvisionResponse, BrokerError>, BrokerCall) {
+    ) -> BrokerAnswer<BrokerInstance> {
+        let broker = &order.plan.broker;
         let path = format!("{}{CONFIGURATIONS_PATH}", broker.target.base_path);
         // Serializing borrowed strings and JSON values cannot fail.
-        let body = serde_json::to_vec(request).unwrap_or_default();
-        let mut outgoing = request_to(
+        let body = serde_json::to_vec(&ProvisionRequest::from_order(order)).unwrap_or_default();
+        let outgoing = request_to(
             broker,
             Method::POST,
             Idempotency::NotIdempotent,
             &path,
             request_id,
         )
+        .header(
+            "X-Broker-API-Originating-Identity",
+            &originating_identity(order.user_id),
+        )
         .body(Bytes::from(body));
-        if let Some(identity) = originating_identity {
-            outgoing = outgoing.header("X-Broker-API-Originating-Identity", identity);
-        }
         let (answer, call) = self.call(broker, outgoing).await;
         let result = answer
             .map_err(|e| failure_of(&e))
@@ -82,18 +83,18 @@ impl V1Client {
             method: "POST",
             kind,
         });
-        (result, call)
+        BrokerAnswer { result, call }
     }
 
     /// `DELETE /gateway/v1/configurations/<service_id>` (no body, JSON Content-Type anyway:
     /// vcap-services-base gateways require it). Idempotent: sent once more on a new
     /// connection when a pooled one turns out closed.
-    pub async fn deprovision(
+    async fn deprovision(
         &self,
         broker: &Broker,
-        request_id: &str,
         service_id: &str,
-    ) -> Result<(), BrokerError> {
+        request_id: &str,
+    ) -> BrokerAnswer<()> {
         let encoded = utf8_percent_encode(service_id, PATH_SEGMENT).to_string();
         let path = format!("{}{CONFIGURATIONS_PATH}/{encoded}", broker.target.base_path);
         let outgoing = request_to(
@@ -113,16 +114,19 @@ impl V1Client {
             Err(e) => Err(failure_of(&e)),
         };
         self.observe(broker, "deprovision", &call, result.as_ref().err());
-        result.map_err(|kind| BrokerError {
+        let result = result.map_err(|kind| BrokerError {
             uri: format!(
                 "{}{CONFIGURATIONS_PATH}/{encoded}",
                 broker.target.display_url
             ),
             method: "DELETE",
             kind,
-        })
+        });
+        BrokerAnswer { result, call }
     }
+}
 
+impl V1Client {
     /// One exchange with the broker, pooled, under its connect and whole-answer deadlines.
     async fn call(
         &self,
@@ -222,38 +226,41 @@ fn failure_of(e: &outbound::Error) -> BrokerFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Secret, Target};
+    use crate::config::{Plan, Secret, Target};
     use crate::outbound::test_server::{Answer, Server};
 
-    fn broker(server: &Server) -> Broker {
+    fn broker(server: &Server) -> Arc<Broker> {
         let url = format!("http://{}", server.addr);
-        Broker {
+        Arc::new(Broker {
             name: "b".into(),
             target: Target::parse("brokers[0].url", &url).unwrap(),
             token: Secret::new("broker-token"),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
-        }
+        })
     }
 
-    async fn provision(
-        client: &V1Client,
-        broker: &Broker,
-    ) -> (Result<ProvisionResponse, BrokerError>, BrokerCall) {
-        let request = ProvisionRequest {
-            label: "echo-1.0".into(),
-            email: None,
-            plan: "free",
-            version: "1.0",
+    async fn provision(client: &V1Client, broker: &Arc<Broker>) -> BrokerAnswer<BrokerInstance> {
+        let plan = Plan {
+            guid: "P".into(),
+            broker: broker.clone(),
+            label: "echo".into(),
+            version: "1.0".into(),
             provider: None,
+            name: "free".into(),
+            unique_id: "echo-free".into(),
+        };
+        let order = ProvisionOrder {
+            plan: &plan,
             space_guid: "S",
             organization_guid: None,
-            unique_id: "echo-free",
             name: "n",
-            plan_option: None,
+            email: None,
+            user_id: "u",
+            gateway_data: None,
             parameters: None,
         };
-        client.provision(broker, "rid", &request, None).await
+        client.provision(&order, "rid").await
     }
 
     /// A server whose every answer has this status and a body one byte over the limit.
@@ -269,7 +276,7 @@ mod tests {
     /// The failure a provision meets when the broker answers `status` with a body too large.
     async fn too_large_provision(status: u16) -> BrokerFailure {
         let server = too_large(status).await;
-        let (result, call) = provision(&client(), &broker(&server)).await;
+        let BrokerAnswer { result, call } = provision(&client(), &broker(&server)).await;
         assert_eq!(
             call.status,
             Some(status),
@@ -306,8 +313,9 @@ mod tests {
     async fn a_2xx_delete_too_large_to_read_is_still_deleted() {
         let server = too_large(200).await;
         client()
-            .deprovision(&broker(&server), "rid", "svc-1")
+            .deprovision(&broker(&server), "svc-1", "rid")
             .await
+            .result
             .unwrap();
     }
 
@@ -325,8 +333,12 @@ mod tests {
         })
         .await;
         let (client, broker) = (client(), broker(&server));
-        provision(&client, &broker).await.0.unwrap();
-        client.deprovision(&broker, "rid", "s").await.unwrap();
+        provision(&client, &broker).await.result.unwrap();
+        client
+            .deprovision(&broker, "s", "rid")
+            .await
+            .result
+            .unwrap();
         assert_eq!(server.connections(), 2);
         let heads = server.heads();
         assert_eq!(heads.len(), 3, "{heads:#?}");

@@ -1,9 +1,12 @@
 //! What a v1 gateway receives and answers (vcap-common's `GatewayProvisionRequest` and
 //! `GatewayHandleResponse`), and how an answer is classified.
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::service::{BrokerFailure, BrokerInstance, ProvisionOrder};
 
 /// The body of `POST /gateway/v1/configurations`, keys in the Cloud Controller's order.
 #[derive(Debug, Serialize)]
@@ -27,10 +30,38 @@ pub struct ProvisionRequest<'a> {
     pub parameters: Option<&'a RawValue>,
 }
 
-/// A successful provision answer. `configuration` and `credentials` stay raw JSON so they
-/// are stored and returned exactly as the broker sent them.
+impl<'a> ProvisionRequest<'a> {
+    /// The body the Cloud Controller sent for `order`.
+    pub fn from_order(order: &ProvisionOrder<'a>) -> ProvisionRequest<'a> {
+        let plan = order.plan;
+        ProvisionRequest {
+            label: format!("{}-{}", plan.label, plan.version),
+            email: order.email,
+            plan: &plan.name,
+            version: &plan.version,
+            provider: plan.provider.as_deref(),
+            space_guid: order.space_guid,
+            organization_guid: order.organization_guid,
+            unique_id: &plan.unique_id,
+            name: order.name,
+            plan_option: order.gateway_data,
+            parameters: order.parameters,
+        }
+    }
+}
+
+/// `X-Broker-API-Originating-Identity: cloudfoundry <base64 {"user_id": …}>`.
+pub fn originating_identity(user_id: &str) -> String {
+    let json = serde_json::json!({ "user_id": user_id }).to_string();
+    format!(
+        "cloudfoundry {}",
+        base64::engine::general_purpose::STANDARD.encode(json)
+    )
+}
+
+/// A successful provision answer, as the broker sends it.
 #[derive(Debug, Deserialize)]
-pub struct ProvisionResponse {
+struct ProvisionResponse {
     pub service_id: String,
     pub configuration: Box<RawValue>,
     pub credentials: Box<RawValue>,
@@ -38,67 +69,13 @@ pub struct ProvisionResponse {
     pub dashboard_url: Option<String>,
 }
 
-/// A failed broker call, with the request it was (URL without credentials).
-#[derive(Debug, thiserror::Error)]
-#[error("{method} {uri}: {kind}")]
-pub struct BrokerError {
-    pub uri: String,
-    pub method: &'static str,
-    pub kind: BrokerFailure,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerFailure {
-    /// Non-2xx with integer `code` 33106: the service allows one instance per space.
-    #[error("duplicate instance (33106)")]
-    Duplicate,
-    /// 4xx.
-    #[error("rejected with {status}")]
-    Rejected {
-        status: u16,
-        description: Option<String>,
-        body: String,
-    },
-    /// 5xx, or any other non-2xx.
-    #[error("failed with {status}")]
-    BadResponse {
-        status: u16,
-        description: Option<String>,
-        body: String,
-    },
-    /// 2xx whose body is not a valid answer; `service_id` if the broker still named one.
-    #[error("malformed {status} answer: {detail}")]
-    Malformed {
-        status: u16,
-        detail: String,
-        service_id: Option<String>,
-    },
-    #[error("unreachable: {0}")]
-    Unreachable(String),
-    #[error("timed out")]
-    Timeout,
-}
-
-impl BrokerFailure {
-    /// Bounded label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BrokerFailure::Duplicate | BrokerFailure::Rejected { .. } => "rejected",
-            BrokerFailure::BadResponse { .. } => "bad_response",
-            BrokerFailure::Malformed { .. } => "malformed",
-            BrokerFailure::Unreachable(_) => "connect",
-            BrokerFailure::Timeout => "timeout",
-        }
-    }
-}
-
 /// Most of a broker's error body that an error description repeats.
 const BODY_EXCERPT_CHARS: usize = 1024;
 
 /// Classifies a provision answer by status and body.
-pub fn interpret_provision(status: u16, body: &[u8]) -> Result<ProvisionResponse, BrokerFailure> {
+pub fn interpret_provision(status: u16, body: &[u8]) -> Result<BrokerInstance, BrokerFailure> {
     if (200..300).contains(&status) {
-        return serde_json::from_slice::<ProvisionResponse>(body).map_err(|e| {
+        let answer = serde_json::from_slice::<ProvisionResponse>(body).map_err(|e| {
             BrokerFailure::Malformed {
                 status,
                 detail: format!(
@@ -106,6 +83,12 @@ pub fn interpret_provision(status: u16, body: &[u8]) -> Result<ProvisionResponse
             ),
                 service_id: named_service_id(body),
             }
+        })?;
+        return Ok(BrokerInstance {
+            service_id: answer.service_id,
+            configuration: answer.configuration,
+            credentials: answer.credentials,
+            dashboard_url: answer.dashboard_url,
         });
     }
     Err(interpret_failure(status, body))

@@ -10,8 +10,9 @@ use serde_json::value::RawValue;
 use super::*;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
+use crate::service::{BrokerAnswer, BrokerInstance};
 use crate::store::InstanceRecord;
-use crate::v1::{BrokerError, BrokerFailure, ProvisionResponse};
+use crate::v1::{originating_identity, ProvisionRequest};
 
 const PLAN: &str = "6df3af55-8f97-4dbe-9d6b-098eb53d8c17";
 const SPACE: &str = "f24c6904-30e0-4559-9523-06d2d93f0c9c";
@@ -93,42 +94,41 @@ struct FakeBroker {
 impl BrokerPort for FakeBroker {
     async fn provision(
         &self,
-        _broker: &Broker,
+        order: &ProvisionOrder<'_>,
         request_id: &str,
-        request: &ProvisionRequest<'_>,
-        identity: Option<&str>,
-    ) -> (
-        Result<ProvisionResponse, BrokerError>,
-        crate::v1::BrokerCall,
-    ) {
-        let call = crate::v1::BrokerCall {
+    ) -> BrokerAnswer<BrokerInstance> {
+        let call = BrokerCall {
             status: Some(200),
             duration: std::time::Duration::ZERO,
         };
-        (self.answer_for(request_id, request, identity), call)
+        BrokerAnswer {
+            result: self.answer_for(request_id, order),
+            call,
+        }
     }
-    async fn deprovision(
-        &self,
-        _b: &Broker,
-        _rid: &str,
-        service_id: &str,
-    ) -> Result<(), BrokerError> {
+    async fn deprovision(&self, _b: &Broker, service_id: &str, _rid: &str) -> BrokerAnswer<()> {
         self.deletes.lock().unwrap().push(service_id.into());
-        Ok(())
+        BrokerAnswer {
+            result: Ok(()),
+            call: BrokerCall {
+                status: Some(200),
+                duration: std::time::Duration::ZERO,
+            },
+        }
     }
 }
 
 impl FakeBroker {
+    /// Records what the v1 adapter would put on the wire for `order`.
     fn answer_for(
         &self,
         request_id: &str,
-        request: &ProvisionRequest<'_>,
-        identity: Option<&str>,
-    ) -> Result<ProvisionResponse, BrokerError> {
+        order: &ProvisionOrder<'_>,
+    ) -> Result<BrokerInstance, BrokerError> {
         self.provisions.lock().unwrap().push((
             request_id.into(),
-            serde_json::to_value(request).unwrap(),
-            identity.map(str::to_string),
+            serde_json::to_value(ProvisionRequest::from_order(order)).unwrap(),
+            Some(originating_identity(order.user_id)),
         ));
         if let Some(kind) = self.answer.lock().unwrap().take() {
             return Err(BrokerError {
@@ -137,7 +137,7 @@ impl FakeBroker {
                 kind,
             });
         }
-        Ok(ProvisionResponse {
+        Ok(BrokerInstance {
             service_id: "svc-1".into(),
             configuration: RawValue::from_string(r#"{"plan":"free"}"#.into()).unwrap(),
             credentials: RawValue::from_string(r#"{"user":"u"}"#.into()).unwrap(),
@@ -154,10 +154,6 @@ fn writer() -> Identity {
     }
 }
 
-fn request(json: serde_json::Value) -> CreateServiceInstance {
-    decode(json.to_string().as_bytes()).unwrap()
-}
-
 fn seed() -> serde_json::Value {
     serde_json::json!({"space_guid": SPACE, "name": "my-service-instance", "service_plan_guid": PLAN})
 }
@@ -169,11 +165,40 @@ async fn run(
     identity: &Identity,
     body: serde_json::Value,
 ) -> Result<crate::store::CreatedInstance, ProvisionError> {
-    let p = Provisioner::new(store, broker, Arc::new(crate::metrics::Metrics::new()));
-    let req = request(body);
-    let plan = Provisioner::plan(rt, &req)?;
-    p.provision(rt, plan, identity, req, "rid-1", 1_421_718_743, &mut None)
-        .await
+    run_counted(rt, store, broker, identity, body, &Arc::new(Metrics::new())).await
+}
+
+/// [`run`] with the caller's metrics, for tests of what is counted.
+async fn run_counted(
+    rt: &Runtime,
+    store: Arc<MemStore>,
+    broker: Arc<FakeBroker>,
+    identity: &Identity,
+    body: serde_json::Value,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::store::CreatedInstance, ProvisionError> {
+    let p = Provisioner::new(store, broker, metrics.clone());
+    let req = decode(body.to_string().as_bytes()).unwrap();
+    let command = Provision {
+        name: req.name,
+        space_guid: req.space_guid,
+        service_plan_guid: req.service_plan_guid,
+        tags: req.tags,
+        parameters: req.parameters,
+        gateway_data: req.gateway_data,
+        caller: identity,
+        scope: Scope::Write,
+        request_id: "rid-1",
+        now: 1_421_718_743,
+    };
+    p.provision(rt, command).await.result
+}
+
+fn orphan_mitigations(metrics: &Metrics, result: &str) -> u64 {
+    metrics
+        .orphan_mitigations
+        .with_label_values(&["echo", result])
+        .get()
 }
 
 #[tokio::test]
@@ -264,7 +289,7 @@ async fn checks_run_in_cloud_controller_order_without_touching_the_broker() {
             ProvisionError::UnknownPlan => "plan",
             ProvisionError::UnknownSpace => "space",
             ProvisionError::InsufficientScope => "scope",
-            ProvisionError::Invalid(api) if api.code == 60001 => "60001",
+            ProvisionError::NameEmpty => "60001",
             other => panic!("{other:?}"),
         };
         assert_eq!(got, want);
@@ -306,7 +331,7 @@ async fn a_taken_name_never_reaches_the_broker() {
     let err = run(&rt, store, broker.clone(), &writer(), seed())
         .await
         .unwrap_err();
-    assert!(matches!(err, ProvisionError::NameTaken(ref n) if n == "my-service-instance"));
+    assert!(matches!(err, ProvisionError::NameTaken { ref name } if name == "my-service-instance"));
     assert_eq!(broker.provisions.lock().unwrap().len(), 1);
 }
 
@@ -339,11 +364,20 @@ async fn a_malformed_answer_naming_an_instance_is_deprovisioned() {
         detail: "no credentials".into(),
         service_id: Some("svc-9".into()),
     });
-    run(&rt, store.clone(), broker.clone(), &writer(), seed())
-        .await
-        .unwrap_err();
+    let metrics = Arc::new(Metrics::new());
+    run_counted(
+        &rt,
+        store.clone(),
+        broker.clone(),
+        &writer(),
+        seed(),
+        &metrics,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-9".to_string()]);
     assert!(store.rows.lock().unwrap().is_empty());
+    assert_eq!(orphan_mitigations(&metrics, "success"), 1);
 }
 
 #[tokio::test]
@@ -354,10 +388,21 @@ async fn a_commit_failure_deprovisions_and_reports_the_commit_error() {
         ..MemStore::default()
     });
     let broker = Arc::new(FakeBroker::default());
-    let err = run(&rt, store.clone(), broker.clone(), &writer(), seed())
-        .await
-        .unwrap_err();
+    let metrics = Arc::new(Metrics::new());
+    let err = run_counted(
+        &rt,
+        store.clone(),
+        broker.clone(),
+        &writer(),
+        seed(),
+        &metrics,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ProvisionError::Store(StoreError::Backend(_))));
     assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-1".to_string()]);
     assert!(store.rows.lock().unwrap().is_empty());
+    // The mitigation is counted, by result.
+    assert_eq!(orphan_mitigations(&metrics, "success"), 1);
+    assert_eq!(orphan_mitigations(&metrics, "failure"), 0);
 }
