@@ -17,8 +17,8 @@ use crate::config::Runtime;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::{self, ReloadService, Reloader};
-use crate::service::Provisioner;
-use crate::store::SqliteStore;
+use crate::service::{recovery, Provisioner};
+use crate::store::{RecoveryPolicy, SqliteStore, Store};
 use crate::v1::V1Client;
 
 /// How pingora is started, beyond the config file.
@@ -30,42 +30,46 @@ pub struct RunOptions {
     pub config: Option<(PathBuf, String)>,
 }
 
-/// Opens the store and removes reservations a previous process left mid broker call. During
-/// a graceful upgrade the old process is still finishing its calls, so only reservations older
-/// than any broker call could last are removed.
-pub fn open_store(rt: &Runtime, upgrade: bool) -> Result<SqliteStore, String> {
-    let store = SqliteStore::open(Path::new(&rt.store.sqlite_path), &rt.store.synchronous)
-        .map_err(|e| format!("store.sqlite_path: {e}"))?;
-    let created_before = if upgrade {
-        let longest_call = rt
-            .brokers
-            .iter()
-            .map(|b| b.timeout + b.connect_timeout)
-            .max()
-            .unwrap_or_default();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        (now.saturating_sub(longest_call.as_secs() + rt.grace_period_seconds)) as i64
-    } else {
-        i64::MAX
+/// Opens the store and resolves the reservations a previous process left (see
+/// [`RecoveryPolicy`]). A normal start follows a process of this owner that is gone, so all of
+/// its reservations go; during a graceful upgrade that process is still finishing its calls,
+/// so only expired leases go. Runs before the fork of daemon mode: the store opens no
+/// connection or thread that outlives these calls.
+pub fn open_store(
+    rt: &Runtime,
+    metrics: &Metrics,
+    upgrade: bool,
+) -> Result<Arc<dyn Store>, String> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(Path::new(&rt.store.sqlite_path), rt.store.sqlite_options())
+            .map_err(|e| format!("store.sqlite_path: {e}"))?,
+    );
+    let policy = RecoveryPolicy {
+        owner: rt.store.owner.clone(),
+        now: unix_now(),
+        predecessor_gone: !upgrade,
     };
-    let stale = store
-        .recover_reservations(created_before)
-        .map_err(|e| e.to_string())?;
-    for r in stale {
-        log::warn!(
-            "Released a reservation left by a crash during its broker call; the broker may hold an unrecorded instance. instance_guid={} name={:?} space_guid={} broker={} created_at={}",
-            r.guid, r.name, r.space_guid, r.broker, r.created_at
-        );
-    }
+    // A runtime of this thread alone, gone (its blocking thread joined) before the fork.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("store recovery: {e}"))?
+        .block_on(recovery::recover(&*store, metrics, &policy))
+        .map_err(|e| format!("store recovery: {e}"))?;
     Ok(store)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Builds the server with the gateway on `rt.listen` and the admin listener on
 /// `rt.admin_listen`; callers may add services before running it.
 pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
-    let store = Arc::new(open_store(&rt, opts.upgrade)?);
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&rt, &metrics, opts.upgrade)?;
     let admin_listener = admin::bind(&rt.admin_listen, opts.upgrade)?;
     let conf = ServerConf {
         threads: rt.threads,
@@ -85,18 +89,19 @@ pub fn build(rt: Runtime, opts: &RunOptions) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let metrics = Arc::new(Metrics::new());
     reload::preregister(&metrics, &rt);
     if let Some((_, hash)) = &opts.config {
         reload::record_success(&metrics, hash);
     }
     let listen = rt.listen.clone();
+    let owner = rt.store.owner.clone();
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
 
     let provisioner = Provisioner::new(
         store.clone(),
         Arc::new(V1Client::new(metrics.clone())),
         metrics.clone(),
+        owner,
     );
     let gateway = Gateway::new(runtime.clone(), provisioner, metrics.clone());
     let mut service =

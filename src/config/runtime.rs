@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::file::{FileConfig, LogSection, StoreSection};
 use super::{ConfigError, Target};
 use crate::auth::{UaaSettings, Verifier, VerifierSettings};
+use crate::store::{SqliteOptions, Synchronous};
 
 /// A secret string whose `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,13 +71,79 @@ pub struct Runtime {
     pub grace_period_seconds: u64,
     pub upgrade_sock: String,
     pub pid_file: String,
-    pub store: StoreSection,
+    pub store: StoreSettings,
     /// Token verification; `keys.keys_loaded()` is false until a configured UAA was read.
     pub keys: Verifier,
     pub upstream: Option<Upstream>,
     pub brokers: Vec<Arc<Broker>>,
     plans: HashMap<String, Plan>,
     spaces: HashMap<String, String>,
+}
+
+/// The `[store]` section, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    pub sqlite_path: String,
+    pub synchronous: Synchronous,
+    /// This process's lease owner: `[store] owner`, else the host name.
+    pub owner: String,
+    pub read_connections: usize,
+}
+
+/// Largest `store.read_connections`: SQLite readers are cheap, but each holds a file handle
+/// and a page cache.
+const MAX_READ_CONNECTIONS: usize = 64;
+
+impl StoreSettings {
+    pub fn from_section(section: &StoreSection) -> Result<StoreSettings, ConfigError> {
+        let synchronous = match section.synchronous.as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            other => {
+                return Err(ConfigError::invalid(
+                    "store.synchronous",
+                    format!("must be \"full\" or \"normal\", not {other:?}"),
+                ))
+            }
+        };
+        if section.sqlite_path.is_empty() {
+            return Err(ConfigError::invalid(
+                "store.sqlite_path",
+                "must not be empty",
+            ));
+        }
+        if !(1..=MAX_READ_CONNECTIONS).contains(&section.read_connections) {
+            return Err(ConfigError::invalid(
+                "store.read_connections",
+                format!("must be between 1 and {MAX_READ_CONNECTIONS}"),
+            ));
+        }
+        let owner = if section.owner.is_empty() {
+            gethostname::gethostname().to_string_lossy().into_owned()
+        } else {
+            section.owner.clone()
+        };
+        if owner.is_empty() {
+            return Err(ConfigError::invalid(
+                "store.owner",
+                "the host name is empty: set an owner",
+            ));
+        }
+        Ok(StoreSettings {
+            sqlite_path: section.sqlite_path.clone(),
+            synchronous,
+            owner,
+            read_connections: section.read_connections,
+        })
+    }
+
+    /// How the SQLite store at `sqlite_path` is opened.
+    pub fn sqlite_options(&self) -> SqliteOptions {
+        SqliteOptions {
+            synchronous: self.synchronous,
+            read_connections: self.read_connections,
+        }
+    }
 }
 
 /// Pingora replays a body it already read (for pass-through) only from its 64 KiB retry buffer.
@@ -126,21 +193,7 @@ impl Runtime {
         if server.threads == 0 {
             return Err(ConfigError::invalid("server.threads", "must be at least 1"));
         }
-        match file.store.synchronous.as_str() {
-            "full" | "normal" => {}
-            other => {
-                return Err(ConfigError::invalid(
-                    "store.synchronous",
-                    format!("must be \"full\" or \"normal\", not {other:?}"),
-                ))
-            }
-        }
-        if file.store.sqlite_path.is_empty() {
-            return Err(ConfigError::invalid(
-                "store.sqlite_path",
-                "must not be empty",
-            ));
-        }
+        let store = StoreSettings::from_section(&file.store)?;
 
         let keys = load_keys(file)?;
         let upstream = file
@@ -272,7 +325,7 @@ impl Runtime {
             grace_period_seconds: server.grace_period_seconds,
             upgrade_sock: server.upgrade_sock.clone(),
             pid_file: server.pid_file.clone(),
-            store: file.store.clone(),
+            store,
             keys,
             upstream,
             brokers: broker_list,

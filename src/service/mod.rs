@@ -3,6 +3,7 @@
 //! or a typed error that the edge renders.
 
 mod provision;
+pub mod recovery;
 
 pub use provision::{ProvisionError, Provisioner};
 

@@ -10,9 +10,9 @@ use super::BrokerPort;
 use crate::auth::Identity;
 use crate::cc::request::{validate_name_and_tags, CreateServiceInstance};
 use crate::cc::ApiError;
-use crate::config::{Plan, Runtime};
+use crate::config::{Broker, Plan, Runtime};
 use crate::metrics::Metrics;
-use crate::store::{CreatedInstance, Provisioned, Reservation, Store, StoreError};
+use crate::store::{CreatedInstance, Lease, Provisioned, Reservation, Store, StoreError};
 use crate::v1::{BrokerCall, BrokerError, BrokerFailure, ProvisionRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,18 +35,30 @@ pub enum ProvisionError {
     Store(StoreError),
 }
 
+/// What a reservation's lease adds to the broker call and the deprovision that may follow a
+/// failed commit: store latency and clock skew between replicas.
+const LEASE_MARGIN_SECONDS: i64 = 30;
+
 pub struct Provisioner {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
     metrics: Arc<Metrics>,
+    /// Holder of this process's reservations (`[store] owner`).
+    owner: String,
 }
 
 impl Provisioner {
-    pub fn new(store: Arc<dyn Store>, brokers: Arc<dyn BrokerPort>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        brokers: Arc<dyn BrokerPort>,
+        metrics: Arc<Metrics>,
+        owner: String,
+    ) -> Self {
         Provisioner {
             store,
             brokers,
             metrics,
+            owner,
         }
     }
 
@@ -96,8 +108,9 @@ impl Provisioner {
             creator_email: identity.email.clone(),
             created_at: now_unix,
         };
+        let lease = lease(&self.owner, &plan.broker, now_unix);
         self.store
-            .reserve(&reservation)
+            .reserve(&reservation, &lease)
             .await
             .map_err(|e| match e {
                 StoreError::NameTaken => ProvisionError::NameTaken(req.name.clone()),
@@ -200,6 +213,18 @@ impl Provisioner {
                 false
             }
         }
+    }
+}
+
+/// A reservation is held across the broker call and, when the commit fails, the deprovision
+/// that follows; each lasts at most the broker's timeout.
+fn lease(owner: &str, broker: &Broker, now_unix: i64) -> Lease {
+    let timeout = i64::try_from(broker.timeout.as_secs()).unwrap_or(i64::MAX);
+    Lease {
+        owner: owner.to_string(),
+        expires_at: now_unix
+            .saturating_add(timeout.saturating_mul(2))
+            .saturating_add(LEASE_MARGIN_SECONDS),
     }
 }
 
