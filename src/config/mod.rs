@@ -6,7 +6,7 @@ mod runtime;
 mod target;
 
 pub use file::{FileConfig, LogSection};
-pub use runtime::{Broker, Plan, Runtime, Secret};
+pub use runtime::{Broker, Plan, Runtime, Secret, StoreSettings};
 pub use target::Target;
 
 use std::path::Path;
@@ -66,6 +66,12 @@ pub fn parse(
 /// Loads and validates in one step: what `run` and `check-config` do.
 pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
     load_with_hash(path).map(|(rt, _)| rt)
+}
+
+/// Loads the file and validates only its `[store]` section: what `migrate` needs, so it runs
+/// without the brokers' secrets or key files.
+pub fn load_store_settings(path: &Path) -> Result<StoreSettings, ConfigError> {
+    StoreSettings::from_section(&load_file(path)?.store)
 }
 
 /// Loads and validates, and returns the hex SHA-256 of what was loaded (the file's bytes and
