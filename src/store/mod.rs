@@ -182,7 +182,7 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Called once at start, before the gateway serves. Removes every reservation `policy`
-    /// resolves and returns them, oldest first, so the caller can report each one: the broker may hold an
-    /// instance nobody recorded. Created rows are never touched.
+    /// resolves and returns them, oldest first, so the caller can report each one: the broker
+    /// may hold an instance nobody recorded. Created rows are never touched.
     async fn recover(&self, policy: &RecoveryPolicy) -> Result<Vec<Reservation>, StoreError>;
 }
