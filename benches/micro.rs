@@ -20,7 +20,9 @@ use std::time::Duration;
 use brokergate::cc::envelope::{render_created, InstanceView};
 use brokergate::cc::request::decode;
 use brokergate::service::rules::check_name_and_tags;
-use brokergate::store::{Provisioned, Reservation, SqliteStore, Store};
+use brokergate::store::{
+    Lease, Provisioned, Reservation, SqliteOptions, SqliteStore, Store, Synchronous,
+};
 use brokergate::v1::ProvisionRequest;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::value::RawValue;
@@ -117,13 +119,21 @@ fn store_insert(c: &mut Criterion) {
     let mut g = c.benchmark_group("store_insert");
     // An fsync per transaction makes `full` slow on most disks: fewer, longer samples.
     g.sample_size(20).measurement_time(Duration::from_secs(5));
-    for sync in ["full", "normal"] {
+    let lease = Lease {
+        owner: "bench".into(),
+        expires_at: i64::MAX,
+    };
+    for (sync, synchronous) in [("full", Synchronous::Full), ("normal", Synchronous::Normal)] {
         // Under target/ (a real disk, as the server's store would be), not a tmpfs /tmp.
         let dir = tempfile::Builder::new()
             .prefix("micro-store-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("store.sqlite3"), sync).expect("store");
+        let options = SqliteOptions {
+            synchronous,
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(&dir.path().join("store.sqlite3"), options).expect("store");
         let n = AtomicU64::new(0);
         g.bench_function(format!("reserve_commit_synchronous_{sync}"), |b| {
             b.iter_batched(
@@ -144,7 +154,7 @@ fn store_insert(c: &mut Criterion) {
                 },
                 |r| {
                     rt.block_on(async {
-                        store.reserve(&r).await.expect("reserve");
+                        store.reserve(&r, &lease).await.expect("reserve");
                         store.commit(&r.guid, &provisioned).await.expect("commit");
                     })
                 },

@@ -21,7 +21,7 @@ use pingora::services::background::BackgroundService;
 use crate::config::Runtime;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::store::SqliteStore;
+use crate::store::Store;
 
 /// Longest a readiness probe waits on the store.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,7 +30,7 @@ const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminState {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub metrics: Arc<Metrics>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     /// `None` when there is no config file to reload (the demo).
     pub reloader: Option<Arc<Reloader>>,
     pub shutting_down: AtomicBool,

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config` and `demo`.
+//! The command line: `run`, `check-config`, `migrate` and `demo`.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,12 @@ pub enum Command {
     },
     /// Validate a config file and exit non-zero naming the key that is wrong.
     CheckConfig {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Bring the store's schema up to this release's (what `run` does at start too) and print
+    /// the version reached. Reads only the `[store]` section.
+    Migrate {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },

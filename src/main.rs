@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use brokergate::cli::{Cli, Command};
 use brokergate::config::{self, LogSettings};
+use brokergate::store::SqliteStore;
 use brokergate::{demo, logging, server};
 use clap::Parser;
 
@@ -24,6 +25,10 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => {
             logging::init(&LogSettings::default());
             check(&config)
+        }
+        Command::Migrate { config } => {
+            logging::init(&LogSettings::default());
+            migrate(&config)
         }
         Command::Demo => {
             logging::init(&LogSettings::default());
@@ -61,6 +66,19 @@ fn check(path: &Path) -> Result<(), String> {
         rt.brokers.len(),
         rt.plan_count(),
         rt.space_count()
+    );
+    Ok(())
+}
+
+fn migrate(path: &Path) -> Result<(), String> {
+    let settings =
+        config::load_store_settings(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let store = SqliteStore::open(Path::new(&settings.sqlite_path), settings.sqlite_options())
+        .map_err(|e| format!("store.sqlite_path: {e}"))?;
+    let schema = store.schema();
+    println!(
+        "{}: schema version {} (was {})",
+        settings.sqlite_path, schema.reached, schema.found
     );
     Ok(())
 }

@@ -4,8 +4,8 @@
 //! `_total` counters).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Request and broker durations can legitimately reach the 60 s broker timeout.
@@ -36,6 +36,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub instances_created: IntCounterVec,
     pub orphan_mitigations: IntCounterVec,
+    pub store_reservations_recovered: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp: Gauge,
@@ -71,6 +72,11 @@ impl Metrics {
             r.register(Box::new(g.clone())).expect("registered once");
             g
         };
+        let counter_int = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid counter");
+            r.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
         let gauge = |name: &str, help: &str| {
             let g = Gauge::new(name, help).expect("valid gauge");
             r.register(Box::new(g.clone())).expect("registered once");
@@ -102,6 +108,7 @@ impl Metrics {
             auth_failures: counter(&r, "brokergate_auth_failures_total", "Requests refused by authentication or scope.", &["reason"]),
             instances_created: counter(&r, "brokergate_instances_created_total", "Service instances provisioned and committed.", &["broker", "plan"]),
             orphan_mitigations: counter(&r, "brokergate_orphan_mitigations_total", "Deprovisions of broker instances brokergate could not keep.", &["broker", "result"]),
+            store_reservations_recovered: counter_int("brokergate_store_reservations_recovered_total", "Reservations a start removed because their holder was gone or their lease expired."),
             config_reloads: counter(&r, "brokergate_config_reloads_total", "Configuration reload attempts.", &["result"]),
             config_last_reload_successful: gauge_int("brokergate_config_last_reload_successful", "1 when the last reload attempt succeeded."),
             config_last_reload_success_timestamp: gauge("brokergate_config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully."),
@@ -181,6 +188,7 @@ mod tests {
             .contains(r#"brokergate_instances_created_total{broker="echo",plan="plan-guid"} 0"#));
         assert!(text.contains(r#"brokergate_auth_failures_total{reason="expired"} 0"#));
         assert!(text.contains(r#"brokergate_config_reloads_total{result="failure"} 0"#));
+        assert!(text.contains("brokergate_store_reservations_recovered_total 0"));
         assert!(text.contains("brokergate_build_info{"));
         assert!(text.contains("process_resident_memory_bytes"));
     }

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -13,13 +12,14 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 
 use crate::admin::{self, AdminService, AdminState};
-use crate::config::Settings;
+use crate::clock;
+use crate::config::{Settings, StoreSettings};
 use crate::listen::ApiAddress;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
-use crate::service::Provisioner;
-use crate::store::SqliteStore;
+use crate::service::{recovery, Provisioner};
+use crate::store::{RecoveryPolicy, SqliteStore, Store};
 use crate::v1::V1Client;
 
 /// How pingora is started, beyond the config file.
@@ -31,47 +31,41 @@ pub struct RunOptions {
     pub config: Option<(PathBuf, String)>,
 }
 
-/// Opens the store and removes reservations a previous process left mid broker call. During
-/// a graceful upgrade the old process is still finishing its calls, so only reservations older
-/// than any broker call could last are removed.
-pub fn open_store(settings: &Settings, upgrade: bool) -> Result<SqliteStore, String> {
-    let (start, rt) = (&settings.start, &settings.runtime);
-    let store = SqliteStore::open(
-        Path::new(&start.store.sqlite_path),
-        &start.store.synchronous,
-    )
-    .map_err(|e| format!("store.sqlite_path: {e}"))?;
-    let created_before = if upgrade {
-        let longest_call = rt
-            .brokers
-            .iter()
-            .map(|b| b.timeout + b.connect_timeout)
-            .max()
-            .unwrap_or_default();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        (now.saturating_sub(longest_call.as_secs() + start.grace_period_seconds)) as i64
-    } else {
-        i64::MAX
+/// Opens the store and resolves the reservations a previous process left (see
+/// [`RecoveryPolicy`]). A normal start follows a process of this owner that is gone, so all of
+/// its reservations go; during a graceful upgrade that process is still finishing its calls,
+/// so only expired leases go. Runs before the fork of daemon mode: the store opens no
+/// connection or thread that outlives these calls.
+pub fn open_store(
+    store: &StoreSettings,
+    metrics: &Metrics,
+    upgrade: bool,
+) -> Result<Arc<dyn Store>, String> {
+    let opened: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(Path::new(&store.sqlite_path), store.sqlite_options())
+            .map_err(|e| format!("store.sqlite_path: {e}"))?,
+    );
+    let policy = RecoveryPolicy {
+        owner: store.owner.clone(),
+        now: clock::now_unix(),
+        predecessor_gone: !upgrade,
     };
-    let stale = store
-        .recover_reservations(created_before)
-        .map_err(|e| e.to_string())?;
-    for r in stale {
-        log::warn!(
-            "Released a reservation left by a crash during its broker call; the broker may hold an unrecorded instance. instance_guid={} name={:?} space_guid={} broker={} created_at={}",
-            r.guid, r.name, r.space_guid, r.broker, r.created_at
-        );
-    }
-    Ok(store)
+    // A runtime of this thread alone, gone (its blocking thread joined) before the fork.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("store recovery: {e}"))?
+        .block_on(recovery::recover(&*opened, metrics, &policy))
+        .map_err(|e| format!("store recovery: {e}"))?;
+    Ok(opened)
 }
 
 /// Builds the server with the gateway on `server.listen` and the admin listener on
 /// `server.admin_listen`; callers may add services before running it.
 pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
-    let store = Arc::new(open_store(&settings, opts.upgrade)?);
     let Settings { start, runtime: rt } = settings;
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&start.store, &metrics, opts.upgrade)?;
     let admin_listener = admin::bind(start.admin_listen, opts.upgrade)?;
     let api = ApiAddress::choose(start.listen)?;
     log::info!(
@@ -99,7 +93,6 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let metrics = Arc::new(Metrics::new());
     metrics.preregister_config(&rt);
     if let Some((_, hash)) = &opts.config {
         reload::record_success(&metrics, hash);
@@ -110,6 +103,7 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
         store.clone(),
         Arc::new(V1Client::new(metrics.clone())),
         metrics.clone(),
+        start.store.owner.clone(),
     );
     let gateway = Gateway::new(runtime.clone(), UseCases { provisioner }, metrics.clone());
     let mut service =

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use support::broker::{refused_url, MockBroker, Mode, CONFIGURATIONS_PATH, TOKEN_HEADER};
 use support::client::{create, create_body, Response};
 use support::gateway::{Gateway, GatewayConfig, SPACE_GUID};
+use support::store::{assert_no_reserved_rows, rows_named_in};
 use support::token;
 
 /// A broker token distinctive enough to grep for in bodies and logs.
@@ -80,7 +81,7 @@ impl Fixture {
         assert_eq!(
             rows_named(self.gw.config(), name)
                 .iter()
-                .map(|(_, s)| s.as_str())
+                .map(|r| r.state.as_str())
                 .collect::<Vec<_>>(),
             vec!["created"]
         );
@@ -181,35 +182,9 @@ impl<'de> Visitor<'de> for KeysVisitor {
     }
 }
 
-fn db(config: &GatewayConfig) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(config.sqlite_path()).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn
-}
-
-/// (guid, state) of every row named `name` in the seeded space.
-fn rows_named(config: &GatewayConfig, name: &str) -> Vec<(String, String)> {
-    let conn = db(config);
-    let mut stmt = conn
-        .prepare("SELECT guid, state FROM service_instances WHERE space_guid = ?1 AND name = ?2")
-        .unwrap();
-    stmt.query_map([SPACE_GUID, name], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
-fn assert_no_reserved_rows(config: &GatewayConfig) {
-    let conn = db(config);
-    let mut stmt = conn
-        .prepare("SELECT guid, name FROM service_instances WHERE state = 'reserved'")
-        .unwrap();
-    let reserved: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(reserved.is_empty(), "reservations left: {reserved:?}");
+/// Rows named `name` in the seeded space.
+fn rows_named(config: &GatewayConfig, name: &str) -> Vec<support::store::Row> {
+    rows_named_in(config, SPACE_GUID, name)
 }
 
 /// TOML for a second broker (at `url`, with the right token) and a plan it serves.

@@ -1,6 +1,6 @@
 //! The command line: `check-config` names the wrong key, environment overrides reach `run`
-//! and `check-config`, the repo's demo config is valid, and `brokergate demo` serves the
-//! curl it prints.
+//! and `check-config`, the repo's demo config is valid, `migrate` brings a store from before
+//! migrations forward, and `brokergate demo` serves the curl it prints.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
@@ -418,6 +418,32 @@ fn check_config_fails_on_a_missing_or_broken_file() {
     let out = check_config(&broken, &[]);
     assert!(!out.status.success(), "{out:?}");
     assert!(!out.stderr.is_empty(), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// migrate.
+
+#[test]
+fn migrate_brings_a_store_from_before_migrations_forward_and_prints_the_version() {
+    let dir = TempDir::new().unwrap();
+    let store = dir.path().join("store.sqlite3");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1.sqlite3");
+    std::fs::copy(fixture, &store).unwrap();
+    // Only [store] is read: no broker, no secrets needed.
+    let config = dir.path().join("migrate.toml");
+    let toml = format!("[store]\nsqlite_path = {:?}\n", store.to_str().unwrap());
+    std::fs::write(&config, toml).unwrap();
+    let migrate = || run(brokergate(&["migrate", "-c", config.to_str().unwrap()]));
+
+    let out = migrate();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("schema version 2 (was 1)"), "{out:?}");
+    let again = migrate();
+    assert!(again.status.success(), "{again:?}");
+    assert!(
+        again.stdout.contains("schema version 2 (was 2)"),
+        "{again:?}"
+    );
 }
 
 #[test]

@@ -12,79 +12,13 @@ use serde_json::{json, Value};
 use support::broker::{MockBroker, Mode, CONFIGURATIONS_PATH, TOKEN_HEADER};
 use support::client::{create, create_body, Response};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
+use support::store::{allow_commits, fail_commits, reserved_rows, row_by_guid, rows_named};
 use support::token;
 
 const T: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn db(config: &GatewayConfig) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(config.sqlite_path()).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn
-}
-
-/// One row of `service_instances`, as the tests look at it.
-#[derive(Debug, Clone)]
-struct Row {
-    guid: String,
-    name: String,
-    space_guid: String,
-    organization_guid: Option<String>,
-    service_plan_guid: String,
-    broker: String,
-    broker_service_id: Option<String>,
-    gateway_data: Option<String>,
-    credentials: Option<String>,
-    dashboard_url: Option<String>,
-    creator_user_id: String,
-    state: String,
-}
-
-fn select_rows(config: &GatewayConfig, filter: &str, arg: &str) -> Vec<Row> {
-    let conn = db(config);
-    let sql = format!(
-        "SELECT guid, name, space_guid, organization_guid, service_plan_guid, broker,
-                broker_service_id, gateway_data, credentials, dashboard_url, creator_user_id, state
-         FROM service_instances WHERE {filter} ORDER BY created_at, guid"
-    );
-    let mut stmt = conn.prepare(&sql).unwrap();
-    let map = |r: &rusqlite::Row<'_>| {
-        Ok(Row {
-            guid: r.get(0)?,
-            name: r.get(1)?,
-            space_guid: r.get(2)?,
-            organization_guid: r.get(3)?,
-            service_plan_guid: r.get(4)?,
-            broker: r.get(5)?,
-            broker_service_id: r.get(6)?,
-            gateway_data: r.get(7)?,
-            credentials: r.get(8)?,
-            dashboard_url: r.get(9)?,
-            creator_user_id: r.get(10)?,
-            state: r.get(11)?,
-        })
-    };
-    let rows = if filter.contains("?1") {
-        stmt.query_map([arg], map).unwrap()
-    } else {
-        stmt.query_map([], map).unwrap()
-    };
-    rows.collect::<Result<_, _>>().unwrap()
-}
-
-fn rows_named(config: &GatewayConfig, name: &str) -> Vec<Row> {
-    select_rows(config, "name = ?1", name)
-}
-
-fn reserved_rows(config: &GatewayConfig) -> Vec<Row> {
-    select_rows(config, "state = 'reserved'", "")
-}
-
-fn row_by_guid(config: &GatewayConfig, guid: &str) -> Option<Row> {
-    select_rows(config, "guid = ?1", guid).pop()
-}
 
 async fn create_named(gw: &Gateway, name: &str) -> Response {
     create(&gw.url(), Some(&token::valid_token()), create_body(name)).await
@@ -289,13 +223,7 @@ async fn a_commit_failure_after_the_broker_provisioned_is_deprovisioned() {
     let name = "commit-fails";
 
     // The gateway created the schema at start; make every commit of a create fail.
-    db(gw.config())
-        .execute_batch(
-            "CREATE TRIGGER fail_commit BEFORE UPDATE ON service_instances
-             WHEN NEW.state = 'created'
-             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-        )
-        .unwrap();
+    fail_commits(gw.config());
 
     let resp = create_named(&gw, name).await;
     assert_eq!(resp.status, 500, "{resp:?}");
@@ -330,9 +258,7 @@ async fn a_commit_failure_after_the_broker_provisioned_is_deprovisioned() {
     let rows = rows_named(gw.config(), name);
     assert!(rows.is_empty(), "neither reserved nor created: {rows:?}");
 
-    db(gw.config())
-        .execute_batch("DROP TRIGGER fail_commit;")
-        .unwrap();
+    allow_commits(gw.config());
     let retry = create_named(&gw, name).await;
     assert_eq!(retry.status, 201, "{retry:?}");
     let rows = rows_named(gw.config(), name);
@@ -349,13 +275,7 @@ async fn a_commit_failure_whose_deprovision_fails_still_frees_the_name() {
     broker.set_delete_mode(Mode::error(500, 30500, "cannot delete now"));
     let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
     let name = "commit-and-delete-fail";
-    db(gw.config())
-        .execute_batch(
-            "CREATE TRIGGER fail_commit BEFORE UPDATE ON service_instances
-             WHEN NEW.state = 'created'
-             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-        )
-        .unwrap();
+    fail_commits(gw.config());
 
     let resp = create_named(&gw, name).await;
     // CC re-raises the save error, not the deprovision error.
@@ -372,9 +292,7 @@ async fn a_commit_failure_whose_deprovision_fails_still_frees_the_name() {
         logs(&gw)
     );
 
-    db(gw.config())
-        .execute_batch("DROP TRIGGER fail_commit;")
-        .unwrap();
+    allow_commits(gw.config());
     let retry = create_named(&gw, name).await;
     assert_eq!(retry.status, 201, "{retry:?}");
 }

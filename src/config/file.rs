@@ -132,6 +132,11 @@ pub struct StoreSection {
     pub sqlite_path: String,
     /// `full` (default): a 201 survives power loss. `normal`: survives a process crash only.
     pub synchronous: String,
+    /// Who holds this process's reservations; empty: the host name. Processes sharing one
+    /// database need distinct owners.
+    pub owner: String,
+    /// Most read connections open at once.
+    pub read_connections: usize,
 }
 
 impl Default for StoreSection {
@@ -139,6 +144,8 @@ impl Default for StoreSection {
         StoreSection {
             sqlite_path: "data/brokergate.sqlite3".into(),
             synchronous: "full".into(),
+            owner: String::new(),
+            read_connections: 4,
         }
     }
 }

@@ -8,7 +8,7 @@ mod target;
 
 pub use file::{FileConfig, StoreSection};
 pub use runtime::{Broker, Plan, Runtime, Secret};
-pub use start::{LogFormat, LogSettings, StartSettings};
+pub use start::{LogFormat, LogSettings, StartSettings, StoreSettings};
 pub use target::Target;
 
 use std::path::Path;
@@ -88,6 +88,12 @@ impl Settings {
 /// Loads and validates in one step: what `run` and `check-config` do.
 pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
     load_with_hash(path).map(|(settings, _)| settings)
+}
+
+/// Loads the file and validates only its `[store]` section: what `migrate` needs, so it runs
+/// without the brokers' secrets or key files.
+pub fn load_store_settings(path: &Path) -> Result<StoreSettings, ConfigError> {
+    StoreSettings::from_section(&load_file(path)?.store)
 }
 
 /// Loads and validates, and returns the hex SHA-256 of what was loaded (the file's bytes and

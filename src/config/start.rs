@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use super::file::{FileConfig, StoreSection};
 use super::ConfigError;
+use crate::store::{SqliteOptions, Synchronous};
 
 /// The diagnostic log's line format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +36,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StartSettings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -44,7 +45,7 @@ pub struct StartSettings {
     pub grace_period_seconds: u64,
     pub upgrade_sock: String,
     pub pid_file: String,
-    pub store: StoreSection,
+    pub store: StoreSettings,
     pub log: LogSettings,
 }
 
@@ -78,21 +79,6 @@ impl StartSettings {
         if server.threads == 0 {
             return Err(ConfigError::invalid("server.threads", "must be at least 1"));
         }
-        match file.store.synchronous.as_str() {
-            "full" | "normal" => {}
-            other => {
-                return Err(ConfigError::invalid(
-                    "store.synchronous",
-                    format!("must be \"full\" or \"normal\", not {other:?}"),
-                ))
-            }
-        }
-        if file.store.sqlite_path.is_empty() {
-            return Err(ConfigError::invalid(
-                "store.sqlite_path",
-                "must not be empty",
-            ));
-        }
         Ok(StartSettings {
             listen: address("server.listen", &server.listen)?,
             admin_listen: address("server.admin_listen", &server.admin_listen)?,
@@ -101,7 +87,7 @@ impl StartSettings {
             grace_period_seconds: server.grace_period_seconds,
             upgrade_sock: server.upgrade_sock.clone(),
             pid_file: server.pid_file.clone(),
-            store: file.store.clone(),
+            store: StoreSettings::from_section(&file.store)?,
             log: LogSettings { level, format },
         })
     }
@@ -131,11 +117,82 @@ impl StartSettings {
                 s.store.synchronous != other.store.synchronous,
                 "store.synchronous",
             ),
+            (s.store.owner != other.store.owner, "store.owner"),
+            (
+                s.store.read_connections != other.store.read_connections,
+                "store.read_connections",
+            ),
             (s.log.level != other.log.level, "log.level"),
             (s.log.format != other.log.format, "log.format"),
         ]
         .into_iter()
         .filter_map(|(changed, key)| changed.then_some(key))
         .collect()
+    }
+}
+
+/// The `[store]` section, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    pub sqlite_path: String,
+    pub synchronous: Synchronous,
+    /// This process's lease owner: `[store] owner`, else the host name.
+    pub owner: String,
+    pub read_connections: usize,
+}
+
+/// Largest `store.read_connections`: SQLite readers are cheap, but each holds a file handle
+/// and a page cache.
+const MAX_READ_CONNECTIONS: usize = 64;
+
+impl StoreSettings {
+    pub fn from_section(section: &StoreSection) -> Result<StoreSettings, ConfigError> {
+        let synchronous = match section.synchronous.as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            other => {
+                return Err(ConfigError::invalid(
+                    "store.synchronous",
+                    format!("must be \"full\" or \"normal\", not {other:?}"),
+                ))
+            }
+        };
+        if section.sqlite_path.is_empty() {
+            return Err(ConfigError::invalid(
+                "store.sqlite_path",
+                "must not be empty",
+            ));
+        }
+        if !(1..=MAX_READ_CONNECTIONS).contains(&section.read_connections) {
+            return Err(ConfigError::invalid(
+                "store.read_connections",
+                format!("must be between 1 and {MAX_READ_CONNECTIONS}"),
+            ));
+        }
+        let owner = if section.owner.is_empty() {
+            gethostname::gethostname().to_string_lossy().into_owned()
+        } else {
+            section.owner.clone()
+        };
+        if owner.is_empty() {
+            return Err(ConfigError::invalid(
+                "store.owner",
+                "the host name is empty: set an owner",
+            ));
+        }
+        Ok(StoreSettings {
+            sqlite_path: section.sqlite_path.clone(),
+            synchronous,
+            owner,
+            read_connections: section.read_connections,
+        })
+    }
+
+    /// How the SQLite store at `sqlite_path` is opened.
+    pub fn sqlite_options(&self) -> SqliteOptions {
+        SqliteOptions {
+            synchronous: self.synchronous,
+            read_connections: self.read_connections,
+        }
     }
 }

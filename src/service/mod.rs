@@ -4,6 +4,7 @@
 
 mod broker;
 mod provision;
+pub mod recovery;
 pub mod rules;
 
 pub use broker::{

@@ -20,9 +20,9 @@ use serde_json::value::RawValue;
 use super::broker::{BrokerCall, BrokerError, BrokerFailure, BrokerPort, ProvisionOrder};
 use super::rules::{self, RuleViolation};
 use crate::auth::{Identity, Scope};
-use crate::config::{Plan, Runtime};
+use crate::config::{Broker, Plan, Runtime};
 use crate::metrics::Metrics;
-use crate::store::{CreatedInstance, Provisioned, Reservation, Store, StoreError};
+use crate::store::{CreatedInstance, Lease, Provisioned, Reservation, Store, StoreError};
 
 /// `POST /v2/service_instances`, as a command.
 #[derive(Debug)]
@@ -85,18 +85,30 @@ pub enum ProvisionError {
     Store(StoreError),
 }
 
+/// What a reservation's lease adds to the broker call and the deprovision that may follow a
+/// failed commit: store latency and clock skew between replicas.
+const LEASE_MARGIN_SECONDS: i64 = 30;
+
 pub struct Provisioner {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
     metrics: Arc<Metrics>,
+    /// Holder of this process's reservations (`[store] owner`).
+    owner: String,
 }
 
 impl Provisioner {
-    pub fn new(store: Arc<dyn Store>, brokers: Arc<dyn BrokerPort>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        brokers: Arc<dyn BrokerPort>,
+        metrics: Arc<Metrics>,
+        owner: String,
+    ) -> Self {
         Provisioner {
             store,
             brokers,
             metrics,
+            owner,
         }
     }
 
@@ -155,8 +167,9 @@ impl Provisioner {
             creator_email: cmd.caller.email.clone(),
             created_at: cmd.now,
         };
+        let lease = lease(&self.owner, &plan.broker, cmd.now);
         self.store
-            .reserve(&reservation)
+            .reserve(&reservation, &lease)
             .await
             .map_err(|e| match e {
                 StoreError::NameTaken => ProvisionError::NameTaken {
@@ -252,6 +265,18 @@ impl Provisioner {
             .orphan_mitigations
             .with_label_values(&[broker, result])
             .inc();
+    }
+}
+
+/// A reservation is held across the broker call and, when the commit fails, the deprovision
+/// that follows; each lasts at most the broker's timeout.
+fn lease(owner: &str, broker: &Broker, now_unix: i64) -> Lease {
+    let timeout = i64::try_from(broker.timeout.as_secs()).unwrap_or(i64::MAX);
+    Lease {
+        owner: owner.to_string(),
+        expires_at: now_unix
+            .saturating_add(timeout.saturating_mul(2))
+            .saturating_add(LEASE_MARGIN_SECONDS),
     }
 }
 

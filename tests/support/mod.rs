@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod raw;
 pub mod recorded;
 pub mod server;
+pub mod store;
 pub mod token;
 pub mod uaa;
 pub mod upstream;

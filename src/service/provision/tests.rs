@@ -1,7 +1,6 @@
 //! The provisioning rules with in-memory ports: order of checks, what the broker receives,
 //! and that nothing half-done is left in the store or at the broker.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -11,7 +10,7 @@ use super::*;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
 use crate::service::{BrokerAnswer, BrokerInstance};
-use crate::store::InstanceRecord;
+use crate::store::{MemoryStore, State};
 use crate::v1::{originating_identity, ProvisionRequest};
 
 const PLAN: &str = "6df3af55-8f97-4dbe-9d6b-098eb53d8c17";
@@ -42,45 +41,6 @@ organization_guid = "ORG"
     );
     let file = config::parse(&toml, Vec::new()).unwrap();
     Runtime::from_file(&file, &|_| None).unwrap()
-}
-
-#[derive(Default)]
-struct MemStore {
-    rows: Mutex<HashMap<String, (Reservation, Option<Provisioned>)>>,
-    fail_commit: bool,
-}
-
-#[async_trait]
-impl Store for MemStore {
-    async fn reserve(&self, r: &Reservation) -> Result<(), StoreError> {
-        let mut rows = self.rows.lock().unwrap();
-        if rows
-            .values()
-            .any(|(x, _)| x.space_guid == r.space_guid && x.name == r.name)
-        {
-            return Err(StoreError::NameTaken);
-        }
-        rows.insert(r.guid.clone(), (r.clone(), None));
-        Ok(())
-    }
-    async fn release(&self, guid: &str) -> Result<(), StoreError> {
-        self.rows.lock().unwrap().remove(guid);
-        Ok(())
-    }
-    async fn commit(&self, guid: &str, p: &Provisioned) -> Result<(), StoreError> {
-        if self.fail_commit {
-            return Err(StoreError::Backend("disk full".into()));
-        }
-        let mut rows = self.rows.lock().unwrap();
-        let row = rows
-            .get_mut(guid)
-            .ok_or(StoreError::NoReservation(guid.into()))?;
-        row.1 = Some(p.clone());
-        Ok(())
-    }
-    async fn get(&self, _guid: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        Ok(None)
-    }
 }
 
 #[derive(Default)]
@@ -160,7 +120,7 @@ fn seed() -> serde_json::Value {
 
 async fn run(
     rt: &Runtime,
-    store: Arc<MemStore>,
+    store: Arc<MemoryStore>,
     broker: Arc<FakeBroker>,
     identity: &Identity,
     body: serde_json::Value,
@@ -171,13 +131,13 @@ async fn run(
 /// [`run`] with the caller's metrics, for tests of what is counted.
 async fn run_counted(
     rt: &Runtime,
-    store: Arc<MemStore>,
+    store: Arc<MemoryStore>,
     broker: Arc<FakeBroker>,
     identity: &Identity,
     body: serde_json::Value,
     metrics: &Arc<Metrics>,
 ) -> Result<crate::store::CreatedInstance, ProvisionError> {
-    let p = Provisioner::new(store, broker, metrics.clone());
+    let p = Provisioner::new(store, broker, metrics.clone(), "test-owner".into());
     let req = decode(body.to_string().as_bytes()).unwrap();
     let command = Provision {
         name: req.name,
@@ -205,7 +165,7 @@ fn orphan_mitigations(metrics: &Metrics, result: &str) -> u64 {
 async fn sends_the_enriched_v1_request_and_commits() {
     let rt = runtime("");
     let (store, broker) = (
-        Arc::new(MemStore::default()),
+        Arc::new(MemoryStore::new()),
         Arc::new(FakeBroker::default()),
     );
     let mut body = seed();
@@ -216,6 +176,7 @@ async fn sends_the_enriched_v1_request_and_commits() {
         .await
         .unwrap();
 
+    let row = store.get(&record.reservation.guid).await.unwrap().unwrap();
     let calls = broker.provisions.lock().unwrap();
     assert_eq!(calls.len(), 1);
     let (rid, sent, identity) = &calls[0];
@@ -235,10 +196,11 @@ async fn sends_the_enriched_v1_request_and_commits() {
         Some("cloudfoundry eyJ1c2VyX2lkIjoidWFhLWlkLTIwNyJ9")
     );
 
-    let rows = store.rows.lock().unwrap();
-    let (r, p) = rows.get(&record.reservation.guid).unwrap();
-    assert_eq!(r.tags, vec!["a".to_string()]);
-    assert_eq!(p.as_ref().unwrap().broker_service_id, "svc-1");
+    assert_eq!(row.reservation.tags, vec!["a".to_string()]);
+    let State::Created(p) = row.state else {
+        panic!("not committed: {:?}", row.state)
+    };
+    assert_eq!(p.broker_service_id, "svc-1");
 }
 
 #[tokio::test]
@@ -278,7 +240,7 @@ async fn checks_run_in_cloud_controller_order_without_touching_the_broker() {
         let broker = Arc::new(FakeBroker::default());
         let err = run(
             &rt,
-            Arc::new(MemStore::default()),
+            Arc::new(MemoryStore::new()),
             broker.clone(),
             identity,
             body,
@@ -305,7 +267,7 @@ async fn unknown_space_is_accepted_with_null_org_when_configured() {
     body["space_guid"] = "elsewhere".into();
     run(
         &rt,
-        Arc::new(MemStore::default()),
+        Arc::new(MemoryStore::new()),
         broker.clone(),
         &writer(),
         body,
@@ -322,7 +284,7 @@ async fn unknown_space_is_accepted_with_null_org_when_configured() {
 async fn a_taken_name_never_reaches_the_broker() {
     let rt = runtime("");
     let (store, broker) = (
-        Arc::new(MemStore::default()),
+        Arc::new(MemoryStore::new()),
         Arc::new(FakeBroker::default()),
     );
     run(&rt, store.clone(), broker.clone(), &writer(), seed())
@@ -339,7 +301,7 @@ async fn a_taken_name_never_reaches_the_broker() {
 async fn a_failed_broker_call_releases_the_name() {
     let rt = runtime("");
     let (store, broker) = (
-        Arc::new(MemStore::default()),
+        Arc::new(MemoryStore::new()),
         Arc::new(FakeBroker::default()),
     );
     *broker.answer.lock().unwrap() = Some(BrokerFailure::Timeout);
@@ -347,7 +309,7 @@ async fn a_failed_broker_call_releases_the_name() {
         .await
         .unwrap_err();
     assert!(matches!(err, ProvisionError::Broker(_)));
-    assert!(store.rows.lock().unwrap().is_empty());
+    assert!(store.is_empty());
     assert!(broker.deletes.lock().unwrap().is_empty());
     run(&rt, store, broker, &writer(), seed()).await.unwrap();
 }
@@ -356,7 +318,7 @@ async fn a_failed_broker_call_releases_the_name() {
 async fn a_malformed_answer_naming_an_instance_is_deprovisioned() {
     let rt = runtime("");
     let (store, broker) = (
-        Arc::new(MemStore::default()),
+        Arc::new(MemoryStore::new()),
         Arc::new(FakeBroker::default()),
     );
     *broker.answer.lock().unwrap() = Some(BrokerFailure::Malformed {
@@ -376,17 +338,15 @@ async fn a_malformed_answer_naming_an_instance_is_deprovisioned() {
     .await
     .unwrap_err();
     assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-9".to_string()]);
-    assert!(store.rows.lock().unwrap().is_empty());
+    assert!(store.is_empty());
     assert_eq!(orphan_mitigations(&metrics, "success"), 1);
 }
 
 #[tokio::test]
 async fn a_commit_failure_deprovisions_and_reports_the_commit_error() {
     let rt = runtime("");
-    let store = Arc::new(MemStore {
-        fail_commit: true,
-        ..MemStore::default()
-    });
+    let store = Arc::new(MemoryStore::new());
+    store.fail_commits(true);
     let broker = Arc::new(FakeBroker::default());
     let metrics = Arc::new(Metrics::new());
     let err = run_counted(
@@ -401,8 +361,22 @@ async fn a_commit_failure_deprovisions_and_reports_the_commit_error() {
     .unwrap_err();
     assert!(matches!(err, ProvisionError::Store(StoreError::Backend(_))));
     assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-1".to_string()]);
-    assert!(store.rows.lock().unwrap().is_empty());
+    assert!(store.is_empty());
     // The mitigation is counted, by result.
     assert_eq!(orphan_mitigations(&metrics, "success"), 1);
     assert_eq!(orphan_mitigations(&metrics, "failure"), 0);
+}
+
+#[test]
+fn a_reservation_is_leased_for_two_broker_calls_and_a_margin() {
+    let rt = runtime("");
+    let broker = &rt.plan(PLAN).unwrap().broker;
+    // The broker's default timeout is 60 s.
+    assert_eq!(
+        lease("here", broker, 1_421_718_743),
+        Lease {
+            owner: "here".into(),
+            expires_at: 1_421_718_743 + 2 * 60 + 30
+        }
+    );
 }

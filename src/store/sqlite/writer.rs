@@ -12,13 +12,15 @@
 //! possible orphan after a crash.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use super::{Provisioned, Reservation, StoreError};
+use super::connection::{self, Synchronous};
+use super::error::{classify, classify_shared, writer_stopped};
+use crate::store::{Lease, Provisioned, Reservation, StoreError};
 
 /// Most writes one transaction carries; bounds the latency a long queue adds to its head.
 const MAX_BATCH: usize = 256;
@@ -44,16 +46,15 @@ impl WalLimits {
 /// written since the last, stalling the disk (and the writer's next commit) the longer it
 /// waits: 100 ms instead of 500 took the create path's p99 at 5,000/s from 5.5–6.6 ms to
 /// 2.0–3.8 ms there; at `FULL` it made no difference beyond noise.
-fn checkpoint_interval(synchronous: &str) -> Duration {
-    if synchronous == "NORMAL" {
-        Duration::from_millis(100)
-    } else {
-        Duration::from_millis(500)
+fn checkpoint_interval(synchronous: Synchronous) -> Duration {
+    match synchronous {
+        Synchronous::Normal => Duration::from_millis(100),
+        Synchronous::Full => Duration::from_millis(500),
     }
 }
 
 pub enum Write {
-    Reserve(Reservation),
+    Reserve(Reservation, Lease),
     Release(String),
     Commit(String, Provisioned),
 }
@@ -70,10 +71,6 @@ pub struct Writer {
     _checkpointer_alive: mpsc::Sender<()>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 impl Writer {
     /// Starts the writer thread, and a checkpointer thread, each on its own connection.
     ///
@@ -86,26 +83,26 @@ impl Writer {
     /// next batch starts the WAL over, truncated to `limits.keep_bytes`.
     pub fn start(
         path: PathBuf,
-        synchronous: &'static str,
+        synchronous: Synchronous,
         limits: WalLimits,
     ) -> Result<Writer, StoreError> {
-        let conn = super::sqlite::connect(&path, synchronous)?;
+        let conn = connection::open(&path, synchronous)?;
         conn.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
             limits.restart_pages, limits.keep_bytes
         ))
-        .map_err(backend)?;
-        let checkpoint_conn = super::sqlite::connect(&path, synchronous)?;
+        .map_err(classify)?;
+        let checkpoint_conn = connection::open(&path, synchronous)?;
         let (queue, jobs) = mpsc::channel::<Job>();
         let (alive, stop) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("brokergate-store".into())
             .spawn(move || run(&conn, &jobs, synchronous))
-            .map_err(backend)?;
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
         std::thread::Builder::new()
             .name("brokergate-checkpoint".into())
             .spawn(move || checkpoint(&checkpoint_conn, &stop, checkpoint_interval(synchronous)))
-            .map_err(backend)?;
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Writer {
             queue,
             _checkpointer_alive: alive,
@@ -118,14 +115,12 @@ impl Writer {
         let (done, result) = oneshot::channel();
         self.queue
             .send(Job { write, done })
-            .map_err(|_| backend("the store writer has stopped"))?;
-        result
-            .await
-            .map_err(|_| backend("the store writer has stopped"))?
+            .map_err(|_| writer_stopped())?;
+        result.await.map_err(|_| writer_stopped())?
     }
 }
 
-fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>, synchronous: &'static str) {
+fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>, synchronous: Synchronous) {
     let mut durability = Durability::new(synchronous);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -142,14 +137,14 @@ fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>, synchronous: &'static str)
             .set(conn, has_commit)
             .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
         {
-            Err(e) => batch.iter().map(|_| Err(backend(&e))).collect(),
+            Err(e) => all_failed(batch.len(), e),
             Ok(()) => {
                 let results: Vec<_> = batch.iter().map(|job| apply(conn, &job.write)).collect();
                 match conn.execute_batch("COMMIT") {
                     Ok(()) => results,
                     Err(e) => {
                         let _ = conn.execute_batch("ROLLBACK");
-                        results.iter().map(|_| Err(backend(&e))).collect()
+                        all_failed(results.len(), e)
                     }
                 }
             }
@@ -161,15 +156,21 @@ fn run(conn: &Connection, jobs: &mpsc::Receiver<Job>, synchronous: &'static str)
     }
 }
 
+/// One failure (a busy lock, a failed COMMIT) answered to every write of the batch.
+fn all_failed(n: usize, e: rusqlite::Error) -> Vec<Result<(), StoreError>> {
+    let e = Arc::new(e);
+    (0..n).map(|_| Err(classify_shared(&e))).collect()
+}
+
 /// The connection's `synchronous` setting, switched per batch: the configured level for a batch
 /// holding a commit, at most `NORMAL` otherwise.
 struct Durability {
-    configured: &'static str,
-    current: &'static str,
+    configured: Synchronous,
+    current: Synchronous,
 }
 
 impl Durability {
-    fn new(configured: &'static str) -> Self {
+    fn new(configured: Synchronous) -> Self {
         Durability {
             configured,
             current: configured,
@@ -180,10 +181,10 @@ impl Durability {
         let wanted = if has_commit {
             self.configured
         } else {
-            "NORMAL"
+            Synchronous::Normal
         };
         if wanted != self.current {
-            conn.pragma_update(None, "synchronous", wanted)?;
+            conn.pragma_update(None, "synchronous", wanted.pragma())?;
             self.current = wanted;
         }
         Ok(())
@@ -202,14 +203,15 @@ fn checkpoint(conn: &Connection, stop: &mpsc::Receiver<()>, interval: Duration) 
 
 fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
     match write {
-        Write::Reserve(r) => {
-            let tags = serde_json::to_string(&r.tags).map_err(backend)?;
-            let inserted = conn.prepare_cached(
+        Write::Reserve(r, lease) => {
+            let tags = serde_json::to_string(&r.tags).map_err(|e| StoreError::Backend(e.into()))?;
+            conn.prepare_cached(
                 "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
-                     service_plan_guid, broker, tags, creator_user_id, creator_email, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'reserved', ?10)",
-            );
-            let inserted = inserted.and_then(|mut stmt| {
+                     service_plan_guid, broker, tags, creator_user_id, creator_email, state,
+                     created_at, lease_owner, lease_expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'reserved', ?10, ?11, ?12)",
+            )
+            .and_then(|mut stmt| {
                 stmt.execute(params![
                     r.guid,
                     r.name,
@@ -220,29 +222,25 @@ fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                     tags,
                     r.creator_user_id,
                     r.creator_email,
-                    r.created_at
+                    r.created_at,
+                    lease.owner,
+                    lease.expires_at
                 ])
-            });
-            match inserted {
-                Ok(_) => Ok(()),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == ErrorCode::ConstraintViolation =>
-                {
-                    Err(StoreError::NameTaken)
-                }
-                Err(e) => Err(backend(e)),
-            }
+            })
+            .map(drop)
+            .map_err(classify)
         }
         Write::Release(guid) => conn
             .prepare_cached("DELETE FROM service_instances WHERE guid = ?1 AND state = 'reserved'")
             .and_then(|mut stmt| stmt.execute(params![guid]))
             .map(drop)
-            .map_err(backend),
+            .map_err(classify),
         Write::Commit(guid, p) => {
             let changed = conn
                 .prepare_cached(
                     "UPDATE service_instances SET state = 'created', broker_service_id = ?2,
-                         gateway_data = ?3, credentials = ?4, dashboard_url = ?5
+                         gateway_data = ?3, credentials = ?4, dashboard_url = ?5,
+                         lease_owner = NULL, lease_expires_at = NULL
                      WHERE guid = ?1 AND state = 'reserved'",
                 )
                 .and_then(|mut stmt| {
@@ -254,7 +252,7 @@ fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                         p.dashboard_url
                     ])
                 })
-                .map_err(backend)?;
+                .map_err(classify)?;
             if changed == 1 {
                 Ok(())
             } else {

@@ -1,0 +1,69 @@
+//! What a start does with reservations a previous process left: the store removes those the
+//! policy resolves, and each one is reported, since the broker may hold an instance that was
+//! provisioned before the crash and that brokergate never learnt the `service_id` of.
+
+use crate::metrics::Metrics;
+use crate::store::{RecoveryPolicy, Reservation, Store, StoreError};
+
+/// Runs the recovery; returns what was removed.
+pub async fn recover(
+    store: &dyn Store,
+    metrics: &Metrics,
+    policy: &RecoveryPolicy,
+) -> Result<Vec<Reservation>, StoreError> {
+    let removed = store.recover(policy).await?;
+    for r in &removed {
+        log::warn!(
+            "Released a reservation whose holder is gone (a crash, or a lease that expired, during its broker call); the broker may hold an unrecorded instance. instance_guid={} name={:?} space_guid={} broker={} created_at={}",
+            r.guid, r.name, r.space_guid, r.broker, r.created_at
+        );
+    }
+    metrics
+        .store_reservations_recovered
+        .inc_by(removed.len() as u64);
+    log::info!(
+        "Store recovery done. owner={:?} predecessor_gone={} released={}",
+        policy.owner,
+        policy.predecessor_gone,
+        removed.len()
+    );
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Lease, MemoryStore};
+
+    #[tokio::test]
+    async fn reports_and_counts_what_it_removed() {
+        let store = MemoryStore::new();
+        let reservation = Reservation {
+            guid: "g".into(),
+            name: "n".into(),
+            space_guid: "S".into(),
+            organization_guid: None,
+            service_plan_guid: "P".into(),
+            broker: "echo".into(),
+            tags: Vec::new(),
+            creator_user_id: "u".into(),
+            creator_email: None,
+            created_at: 1,
+        };
+        let lease = Lease {
+            owner: "here".into(),
+            expires_at: 100,
+        };
+        store.reserve(&reservation, &lease).await.unwrap();
+        let metrics = Metrics::new();
+        let policy = RecoveryPolicy {
+            owner: "here".into(),
+            now: 50,
+            predecessor_gone: true,
+        };
+        let removed = recover(&store, &metrics, &policy).await.unwrap();
+        assert_eq!(removed, [reservation]);
+        assert_eq!(metrics.store_reservations_recovered.get(), 1);
+        assert!(store.is_empty());
+    }
+}
