@@ -468,27 +468,35 @@ fn accepts(addr: SocketAddr) -> bool {
 async fn environment_override_changes_the_listen_address_of_run() {
     // The file's port is held by a bound socket that never listens: nothing else
     // can listen there, and a gateway ignoring the override would fail to bind it.
+    // The override asks for port 0: the gateway reports the port it picked.
     let reserved = tokio::net::TcpSocket::new_v4().unwrap();
     reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let file_addr = reserved.local_addr().unwrap();
-    let env_addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
 
     let cfg = GatewayConfig::new(&support::broker::refused_url());
     let config_path = cfg.dir().join("env-listen.toml");
-    let rendered = cfg
-        .clone()
-        .admin_port(support::free_port())
-        .render(file_addr);
+    let rendered = cfg.clone().port(file_addr.port()).render();
     std::fs::write(&config_path, rendered).unwrap();
     let stderr_path = cfg.dir().join("env-listen.stderr.log");
 
     let mut cmd = brokergate(&["run", "-c", config_path.to_str().unwrap()]);
     cmd.current_dir(cfg.dir())
-        .env("BROKERGATE__SERVER__LISTEN", env_addr.to_string())
+        .env("BROKERGATE__SERVER__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     let mut child = ChildGuard(cmd.spawn().unwrap());
 
+    let listening = support::gateway::wait_listening(&mut child.0, &stderr_path, START_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            )
+        });
+    let env_addr = listening.api;
+    assert_eq!(env_addr.ip(), file_addr.ip(), "{listening:?}");
+    assert_ne!(env_addr.port(), file_addr.port(), "{listening:?}");
     let deadline = Instant::now() + START_TIMEOUT;
     while !accepts(env_addr) {
         if let Some(status) = child.0.try_wait().unwrap() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use support::broker::MockBroker;
+use support::broker::{refused_url, MockBroker};
 use support::client::{self, create, create_body, RawResponse, CREATE_PATH, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, SPACE_GUID};
 use support::raw::{assert_cc_error_shape, raw_exchange, request_bytes, CC_JSON};
@@ -367,16 +367,6 @@ async fn without_upstream_an_unknown_plan_is_60003() {
     assert!(broker.requests().is_empty());
 }
 
-/// A loopback URL nothing answers on: its port is held by a bound socket that
-/// never listens, so connecting is refused and no other test's server can take
-/// the port while the socket lives (a released "free" port can be reused).
-fn refused_endpoint() -> (tokio::net::TcpSocket, String) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let url = format!("http://{}", socket.local_addr().unwrap());
-    (socket, url)
-}
-
 /// 502 with a CC error body: integer `code`, `CF-…` `error_code`, a description.
 fn assert_cc_shaped_502(resp: &RawResponse) {
     support::raw::assert_cc_error_shape(resp, 502);
@@ -385,7 +375,7 @@ fn assert_cc_shaped_502(resp: &RawResponse) {
 #[tokio::test]
 async fn upstream_down_gives_a_cc_shaped_502() {
     let broker = MockBroker::start(BROKER_TOKEN).await;
-    let (_reserved, down) = refused_endpoint();
+    let down = refused_url();
     let gateway = Gateway::start(GatewayConfig::new(&broker.url()).upstream(&down)).await;
 
     let resp = raw_exchange(
