@@ -7,12 +7,13 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use support::broker::{refused_url, MockBroker};
+use support::cc::{assert_cc_error, assert_cc_error_shape, CC_JSON};
 use support::client::{self, create, create_body, RawResponse, CREATE_PATH, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, SPACE_GUID};
-use support::raw::{assert_cc_error_shape, raw_exchange, request_bytes, CC_JSON};
+use support::raw::{raw_exchange, request_bytes};
 use support::recorded::RecordedRequest;
 use support::token::{self, Claims};
 use support::upstream::{info_body, MockUpstream};
@@ -63,14 +64,6 @@ fn assert_headers_forwarded(got: &RecordedRequest, sent: &[(&str, &str)], body_l
         })
         .collect();
     assert!(added.is_empty(), "headers added on the way: {added:?}");
-}
-
-/// A gateway answer in CC's error shape, with CC's Content-Type, `code` and `error_code`.
-fn assert_cc_error(resp: &RawResponse, status: u16, code: i64, error_code: &str) -> Value {
-    let body = assert_cc_error_shape(resp, status);
-    assert_eq!(body["code"], code, "{resp:?}");
-    assert_eq!(body["error_code"], error_code, "{resp:?}");
-    body
 }
 
 #[tokio::test]
@@ -369,7 +362,7 @@ async fn without_upstream_an_unknown_plan_is_60003() {
 
 /// 502 with a CC error body: integer `code`, `CF-…` `error_code`, a description.
 fn assert_cc_shaped_502(resp: &RawResponse) {
-    support::raw::assert_cc_error_shape(resp, 502);
+    assert_cc_error_shape(resp, 502);
 }
 
 #[tokio::test]

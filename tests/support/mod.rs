@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cc;
 pub mod client;
 pub mod gateway;
+pub mod json;
 pub mod raw;
 pub mod recorded;
 pub mod server;
