@@ -5,16 +5,14 @@
 
 mod support;
 
-use std::fmt;
-
 use base64::Engine;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use support::broker::{MockBroker, Mode, CONFIGURATIONS_PATH};
+use support::cc::{self, CC_JSON};
 use support::client::{self, create, create_body, IntoBody, Response, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
+use support::json::{keys, members, raw, value};
 use support::recorded::RecordedRequest;
 use support::token::{self, Claims, DEFAULT_EMAIL, DEFAULT_USER_ID};
 use support::upstream::MockUpstream;
@@ -34,8 +32,6 @@ const SEED_BODY: &str = "{\n\
 const BROKER_CONFIGURATION: &str = r#"{"z":1,"a":2.50}"#;
 const BROKER_CREDENTIALS: &str = r#"{"creds-key-327":"creds-val-327"}"#;
 const BROKER_DASHBOARD: &str = "http://dashboard.example.com";
-
-const JSON_UTF8: &str = "application/json;charset=utf-8";
 
 const INVALID_AUTH_TOKEN: &str =
     r#"{"code":1000,"description":"Invalid Auth Token","error_code":"CF-InvalidAuthToken"}"#;
@@ -112,51 +108,6 @@ async fn create_ok(gateway: &Gateway, body: impl IntoBody) -> Response {
     create_as(gateway, &token::valid_token(), body).await
 }
 
-/// The members of a JSON object as (key, raw value text), in document order.
-fn entries(json: &str) -> Vec<(String, String)> {
-    struct Entries(Vec<(String, String)>);
-    impl<'de> Deserialize<'de> for Entries {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Entries;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                        out.push((k, v.get().to_string()));
-                    }
-                    Ok(Entries(out))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    serde_json::from_str::<Entries>(json)
-        .unwrap_or_else(|e| panic!("not a JSON object ({e}): {json}"))
-        .0
-}
-
-fn keys(entries: &[(String, String)]) -> Vec<&str> {
-    entries.iter().map(|(k, _)| k.as_str()).collect()
-}
-
-/// The raw text of member `key`; panics when absent.
-fn raw<'a>(entries: &'a [(String, String)], key: &str) -> &'a str {
-    entries
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {key:?} in {entries:?}"))
-}
-
-/// Member `key` parsed as JSON.
-fn value(entries: &[(String, String)], key: &str) -> Value {
-    serde_json::from_str(raw(entries, key)).expect("raw member is JSON")
-}
-
 /// A lower-case hyphenated uuid.
 fn assert_uuid(s: &str) {
     let parsed = uuid::Uuid::parse_str(s).unwrap_or_else(|e| panic!("not a uuid ({e}): {s:?}"));
@@ -201,24 +152,22 @@ fn assert_exact_length(resp: &Response) {
     assert_eq!(resp.header("transfer-encoding"), None, "{resp:?}");
 }
 
-/// A CC error: status, the exact body `{code, description, error_code}`, JSON content type.
-fn assert_cc_error(resp: &Response, status: u16, code: u32, error_code: &str, description: &str) {
-    assert_eq!(resp.status, status, "{resp:?}");
+/// A CC error ([`cc::assert_cc_error`]) with the exact body `{code, description, error_code}`
+/// and an exact `Content-Length`.
+fn assert_cc_error(resp: &Response, status: u16, code: u64, error_code: &str, description: &str) {
+    cc::assert_cc_error(resp, status, code, error_code);
     assert_eq!(
         resp.json(),
         json!({"code": code, "description": description, "error_code": error_code}),
         "{resp:?}"
     );
-    assert_eq!(resp.header("content-type").as_deref(), Some(JSON_UTF8));
     assert_exact_length(resp);
 }
 
-/// Status, code and error_code of a CC error; returns its description for further checks.
-fn cc_error_description(resp: &Response, status: u16, code: u32, error_code: &str) -> String {
-    assert_eq!(resp.status, status, "{resp:?}");
-    let body = resp.json();
-    assert_eq!(body["code"], code, "{resp:?}");
-    assert_eq!(body["error_code"], error_code, "{resp:?}");
+/// A CC error ([`cc::assert_cc_error`]) with only its three members; returns its description
+/// for further checks.
+fn cc_error_description(resp: &Response, status: u16, code: u64, error_code: &str) -> String {
+    let body = cc::assert_cc_error(resp, status, code, error_code);
     assert_eq!(body.as_object().map(|o| o.len()), Some(3), "{resp:?}");
     body["description"]
         .as_str()
@@ -241,11 +190,11 @@ fn assert_some_parse_error(resp: &Response) {
     );
 }
 
-/// An auth error body, byte for byte (CC's bodies end with a newline, which is allowed).
+/// An auth error ([`cc::assert_cc_error_shape`]) body, byte for byte (CC's bodies end with a
+/// newline, which is allowed).
 fn assert_auth_error(resp: &Response, status: u16, exact_body: &str) {
-    assert_eq!(resp.status, status, "{resp:?}");
+    cc::assert_cc_error_shape(resp, status);
     assert_eq!(resp.text().trim_end_matches('\n'), exact_body, "{resp:?}");
-    assert_eq!(resp.header("content-type").as_deref(), Some(JSON_UTF8));
     assert_exact_length(resp);
 }
 
@@ -293,10 +242,10 @@ struct Expected<'a> {
 fn assert_created(resp: &Response, expected: &Expected<'_>, before: &str, after: &str) -> String {
     assert_eq!(resp.status, 201, "{resp:?}");
     let text = resp.text();
-    let top = entries(&text);
+    let top = members(&text);
     assert_eq!(keys(&top), ["metadata", "entity"], "{text}");
 
-    let metadata = entries(raw(&top, "metadata"));
+    let metadata = members(raw(&top, "metadata"));
     assert_eq!(
         keys(&metadata),
         ["guid", "url", "created_at", "updated_at"],
@@ -313,7 +262,7 @@ fn assert_created(resp: &Response, expected: &Expected<'_>, before: &str, after:
     assert_timestamp_between(created_at.as_str().expect("string"), before, after);
     assert_eq!(raw(&metadata, "updated_at"), "null");
 
-    let entity = entries(raw(&top, "entity"));
+    let entity = members(raw(&top, "entity"));
     assert_eq!(
         keys(&entity),
         [
@@ -346,7 +295,7 @@ fn assert_created(resp: &Response, expected: &Expected<'_>, before: &str, after:
     assert_eq!(raw(&entity, "state"), "null");
     assert_eq!(raw(&entity, "state_description"), "null");
 
-    let last_operation = entries(raw(&entity, "last_operation"));
+    let last_operation = members(raw(&entity, "last_operation"));
     assert_eq!(
         keys(&last_operation),
         ["type", "state", "description", "created_at", "updated_at"],
@@ -382,7 +331,7 @@ fn assert_created(resp: &Response, expected: &Expected<'_>, before: &str, after:
     assert_eq!(value(&entity, "routes_url"), json!(format!("{url}/routes")));
 
     assert_eq!(resp.header("location"), Some(url));
-    assert_eq!(resp.header("content-type").as_deref(), Some(JSON_UTF8));
+    assert_eq!(resp.header("content-type").as_deref(), Some(CC_JSON));
     assert_exact_length(resp);
     guid
 }
@@ -510,7 +459,7 @@ async fn v1_request_on_the_wire_is_exact() {
     let decoded: Value = serde_json::from_slice(&decoded).expect("base64 of JSON");
     assert_eq!(decoded, json!({"user_id": DEFAULT_USER_ID}));
 
-    let body = entries(&req.body_str());
+    let body = members(&req.body_str());
     assert_eq!(keys(&body), V1_KEYS, "{:?}", req.body_str());
     assert_eq!(value(&body, "label"), json!("echo-1.0"));
     assert_eq!(value(&body, "email"), json!(DEFAULT_EMAIL));
@@ -533,7 +482,7 @@ async fn v1_request_carries_plan_option_and_parameters_when_given() {
     assert_eq!(resp.status, 201, "{resp:?}");
 
     let req = only_provision(&broker);
-    let sent = entries(&req.body_str());
+    let sent = members(&req.body_str());
     let mut expected_keys = V1_KEYS.to_vec();
     expected_keys.extend(["plan_option", "parameters"]);
     assert_eq!(keys(&sent), expected_keys, "{:?}", req.body_str());
@@ -553,7 +502,7 @@ async fn v1_request_plan_option_may_be_any_json() {
     let mut body = create_body("string-option");
     body["gateway_data"] = json!("CONFIGURATION");
     assert_eq!(create_ok(&gateway, &body).await.status, 201);
-    let sent = entries(&only_provision(&broker).body_str());
+    let sent = members(&only_provision(&broker).body_str());
     assert_eq!(value(&sent, "plan_option"), json!("CONFIGURATION"));
     assert!(!keys(&sent).contains(&"parameters"));
 }
@@ -564,7 +513,7 @@ async fn v1_request_email_is_null_for_a_token_without_email() {
     let no_email = Claims::new().remove("email").sign();
     let resp = create_as(&gateway, &no_email, create_body("no-email")).await;
     assert_eq!(resp.status, 201, "{resp:?}");
-    let sent = entries(&only_provision(&broker).body_str());
+    let sent = members(&only_provision(&broker).body_str());
     assert_eq!(keys(&sent), V1_KEYS);
     assert_eq!(raw(&sent, "email"), "null");
 }
@@ -760,7 +709,7 @@ async fn unknown_space_is_accepted_when_configured_with_a_null_organization() {
         entity["space_url"],
         "/v2/spaces/11111111-2222-3333-4444-555555555555"
     );
-    let sent = entries(&only_provision(&broker).body_str());
+    let sent = members(&only_provision(&broker).body_str());
     assert_eq!(keys(&sent), V1_KEYS);
     assert_eq!(raw(&sent, "organization_guid"), "null");
     assert_eq!(
@@ -835,7 +784,7 @@ async fn null_fields_are_treated_as_absent() {
     body["gateway_data"] = Value::Null;
     let entity = created_entity(&create_ok(&gateway, &body).await);
     assert_eq!(entity["tags"], json!([]));
-    let sent = entries(&only_provision(&broker).body_str());
+    let sent = members(&only_provision(&broker).body_str());
     assert_eq!(keys(&sent), V1_KEYS, "no plan_option or parameters");
 
     // A null required field is a missing one.
@@ -854,7 +803,7 @@ async fn unknown_keys_are_ignored() {
     body["nested"] = json!({"deep": [1, {"x": null}]});
     let entity = created_entity(&create_ok(&gateway, &body).await);
     assert_eq!(entity["name"], "unknown-keys");
-    let sent = entries(&only_provision(&broker).body_str());
+    let sent = members(&only_provision(&broker).body_str());
     assert_eq!(keys(&sent), V1_KEYS, "unknown keys are not forwarded");
 }
 
@@ -1049,7 +998,7 @@ async fn client_id_stands_in_for_a_missing_user_id() {
         .expect("base64");
     let decoded: Value = serde_json::from_slice(&decoded).expect("JSON");
     assert_eq!(decoded, json!({"user_id": "cf-automation"}));
-    assert_eq!(raw(&entries(&req.body_str()), "email"), "null");
+    assert_eq!(raw(&members(&req.body_str()), "email"), "null");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use support::broker::{MockBroker, Mode, CONFIGURATIONS_PATH, TOKEN_HEADER};
+use support::cc;
 use support::client::{create, create_body, Response};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
 use support::store::{allow_commits, fail_commits, reserved_rows, row_by_guid, rows_named};
@@ -33,7 +34,7 @@ fn name_taken_body(name: &str) -> Value {
 }
 
 fn assert_name_taken(resp: &Response, name: &str) {
-    assert_eq!(resp.status, 400, "{resp:?}");
+    cc::assert_cc_error(resp, 400, 60002, "CF-ServiceInstanceNameTaken");
     assert_eq!(resp.json(), name_taken_body(name), "{resp:?}");
 }
 
@@ -226,11 +227,7 @@ async fn a_commit_failure_after_the_broker_provisioned_is_deprovisioned() {
     fail_commits(gw.config());
 
     let resp = create_named(&gw, name).await;
-    assert_eq!(resp.status, 500, "{resp:?}");
-    assert_eq!(
-        resp.header("content-type").as_deref(),
-        Some("application/json;charset=utf-8")
-    );
+    cc::assert_cc_error(&resp, 500, 10001, "UnknownError");
     assert_eq!(
         resp.json(),
         json!({"code": 10001, "description": "An unknown error occurred.", "error_code": "UnknownError"})
@@ -279,8 +276,7 @@ async fn a_commit_failure_whose_deprovision_fails_still_frees_the_name() {
 
     let resp = create_named(&gw, name).await;
     // CC re-raises the save error, not the deprovision error.
-    assert_eq!(resp.status, 500, "{resp:?}");
-    assert_eq!(resp.json()["error_code"], "UnknownError");
+    cc::assert_cc_error(&resp, 500, 10001, "UnknownError");
     assert_eq!(broker.delete_count(), 1);
     assert!(rows_named(gw.config(), name).is_empty());
     // The broker's id is logged so an operator can clean up by hand.

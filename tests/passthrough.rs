@@ -7,12 +7,13 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use support::broker::MockBroker;
+use support::broker::{refused_url, MockBroker};
+use support::cc::{assert_cc_error, assert_cc_error_shape, CC_JSON};
 use support::client::{self, create, create_body, RawResponse, CREATE_PATH, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, SPACE_GUID};
-use support::raw::{assert_cc_error_shape, raw_exchange, request_bytes, CC_JSON};
+use support::raw::{raw_exchange, request_bytes};
 use support::recorded::RecordedRequest;
 use support::token::{self, Claims};
 use support::upstream::{info_body, MockUpstream};
@@ -63,14 +64,6 @@ fn assert_headers_forwarded(got: &RecordedRequest, sent: &[(&str, &str)], body_l
         })
         .collect();
     assert!(added.is_empty(), "headers added on the way: {added:?}");
-}
-
-/// A gateway answer in CC's error shape, with CC's Content-Type, `code` and `error_code`.
-fn assert_cc_error(resp: &RawResponse, status: u16, code: i64, error_code: &str) -> Value {
-    let body = assert_cc_error_shape(resp, status);
-    assert_eq!(body["code"], code, "{resp:?}");
-    assert_eq!(body["error_code"], error_code, "{resp:?}");
-    body
 }
 
 #[tokio::test]
@@ -367,25 +360,15 @@ async fn without_upstream_an_unknown_plan_is_60003() {
     assert!(broker.requests().is_empty());
 }
 
-/// A loopback URL nothing answers on: its port is held by a bound socket that
-/// never listens, so connecting is refused and no other test's server can take
-/// the port while the socket lives (a released "free" port can be reused).
-fn refused_endpoint() -> (tokio::net::TcpSocket, String) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let url = format!("http://{}", socket.local_addr().unwrap());
-    (socket, url)
-}
-
 /// 502 with a CC error body: integer `code`, `CF-…` `error_code`, a description.
 fn assert_cc_shaped_502(resp: &RawResponse) {
-    support::raw::assert_cc_error_shape(resp, 502);
+    assert_cc_error_shape(resp, 502);
 }
 
 #[tokio::test]
 async fn upstream_down_gives_a_cc_shaped_502() {
     let broker = MockBroker::start(BROKER_TOKEN).await;
-    let (_reserved, down) = refused_endpoint();
+    let down = refused_url();
     let gateway = Gateway::start(GatewayConfig::new(&broker.url()).upstream(&down)).await;
 
     let resp = raw_exchange(

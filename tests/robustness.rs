@@ -8,12 +8,13 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use support::broker::MockBroker;
+use support::cc::assert_cc_error_shape;
 use support::client::{create_body, RawResponse, CREATE_PATH, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, PLAN_GUID, SPACE_GUID};
 use support::raw::{parse_response, request_bytes};
@@ -188,14 +189,9 @@ fn unique_name(prefix: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Assertions.
 
-/// A brokergate error answer: status, CC's Content-Type, CC's body shape.
-fn assert_cc_error(resp: &RawResponse, status: u16) -> Value {
-    support::raw::assert_cc_error_shape(resp, status)
-}
-
 /// The proper answer to [`second_request`] from a gateway without upstream.
 fn assert_second_answer(resp: &RawResponse) {
-    let body = assert_cc_error(resp, 404);
+    let body = assert_cc_error_shape(resp, 404);
     assert_eq!(
         body,
         json!({"code": 10000, "description": "Unknown request", "error_code": "CF-NotFound"}),
@@ -265,7 +261,7 @@ async fn assert_in_sync(
         .response()
         .await
         .unwrap_or_else(|e| panic!("{how:?}: first: {e}"));
-    assert_cc_error(&one, first_status);
+    assert_cc_error_shape(&one, first_status);
 
     if matches!(how, Writes::Pipelined) {
         let rest: [&[u8]; 2] = [&second, &third];
@@ -415,7 +411,7 @@ async fn early_401_with_body_over_the_limit_never_desyncs() {
     conn.send(&[create_request(None, &body), second_request()].concat())
         .await;
     let one = conn.response().await.unwrap();
-    assert_cc_error(&one, 401);
+    assert_cc_error_shape(&one, 401);
     match conn.response().await {
         Ok(two) => assert_second_answer(&two),
         Err(e) => {
@@ -448,7 +444,7 @@ async fn pipelined_requests_behind_an_early_answer_are_all_answered() {
 /// `resp` is a 413 in CC's shape and the connection then closes without another answer.
 async fn assert_413_then_closed(conn: &mut Conn) {
     let resp = conn.response().await.unwrap();
-    assert_cc_error(&resp, 413);
+    assert_cc_error_shape(&resp, 413);
     let rest = conn.rest_until_eof().await.unwrap();
     assert!(
         rest.is_empty(),
@@ -550,7 +546,7 @@ async fn assert_framing_rejected(addr: SocketAddr, request: &[u8]) {
         .response()
         .await
         .unwrap_or_else(|e| panic!("no answer to {:?}: {e}", String::from_utf8_lossy(request)));
-    assert_cc_error(&resp, 400);
+    assert_cc_error_shape(&resp, 400);
     let rest = conn
         .rest_until_eof()
         .await
@@ -626,7 +622,7 @@ async fn post_create(addr: SocketAddr, body: &[u8]) -> RawResponse {
 
 fn assert_parse_error(resp: &RawResponse, what: &str) {
     assert_eq!(resp.status, 400, "{what}: {resp:?}");
-    let body = assert_cc_error(resp, 400);
+    let body = assert_cc_error_shape(resp, 400);
     assert_eq!(body["code"], 1001, "{what}: {resp:?}");
     assert_eq!(
         body["error_code"], "CF-MessageParseError",
@@ -892,7 +888,7 @@ async fn http_1_0_without_keep_alive_is_answered_and_closed() {
     let mut conn = Conn::open(gateway.addr()).await;
     conn.send(b"GET /v2/info HTTP/1.0\r\nHost: x\r\n\r\n").await;
     let resp = conn.response().await.unwrap();
-    assert_cc_error(&resp, 404);
+    assert_cc_error_shape(&resp, 404);
     assert_eq!(conn.rest_until_eof().await.unwrap(), b"");
 
     let body = create_body(&unique_name("http10")).to_string();
@@ -915,6 +911,6 @@ async fn http_1_0_without_keep_alive_is_answered_and_closed() {
     let mut conn = Conn::open(gateway.addr()).await;
     conn.send(request.as_bytes()).await;
     let resp = conn.response().await.unwrap();
-    assert_cc_error(&resp, 401);
+    assert_cc_error_shape(&resp, 401);
     assert_eq!(conn.rest_until_eof().await.unwrap(), b"");
 }

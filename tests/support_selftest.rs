@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -10,7 +11,10 @@ use serde_json::{json, Value};
 
 use support::broker::{refused_url, MockBroker, Mode, TOKEN_HEADER};
 use support::client::{self, create, create_body, send, try_send, FORM_CONTENT_TYPE};
-use support::gateway::{GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
+use support::gateway::{
+    parse_listening, wait_listening, GatewayConfig, Listening, BROKER_TOKEN, ORG_GUID, PLAN_GUID,
+    SPACE_GUID,
+};
 use support::raw::{keep_alive_pair, parse_response, pipelined, raw_exchange, raw_http};
 use support::token::{self, Claims};
 use support::upstream::MockUpstream;
@@ -38,10 +42,18 @@ async fn unprovision(broker: &MockBroker, id: &str) -> client::Response {
 }
 
 #[test]
-fn free_port_is_bindable_on_loopback() {
-    let port = support::free_port();
+fn refused_port_stays_taken_and_refuses() {
+    let port = support::refused_port();
     assert_ne!(port, 0);
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port should be free");
+    assert_ne!(
+        support::refused_port(),
+        port,
+        "each call holds another port"
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpListener::bind(addr).expect_err("the port is held");
+    let err = std::net::TcpStream::connect_timeout(&addr, T).expect_err("nothing listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err:?}");
 }
 
 #[tokio::test]
@@ -401,7 +413,7 @@ fn gateway_config_renders_the_contract_toml() {
         .broker_token_env("ECHO_BROKER_TOKEN")
         .env("ECHO_BROKER_TOKEN", "t")
         .extra_toml("[[spaces]]\nguid = \"s2\"\norganization_guid = \"o2\"");
-    let text = cfg.render("127.0.0.1:4567".parse().unwrap());
+    let text = cfg.clone().port(4567).admin_port(4568).render();
     let parsed: Value = config::Config::builder()
         .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .build()
@@ -409,6 +421,7 @@ fn gateway_config_renders_the_contract_toml() {
         .try_deserialize()
         .unwrap();
     assert_eq!(parsed["server"]["listen"], "127.0.0.1:4567");
+    assert_eq!(parsed["server"]["admin_listen"], "127.0.0.1:4568");
     assert_eq!(parsed["server"]["max_body_bytes"], 1024);
     assert_eq!(parsed["server"]["accept_unknown_spaces"], true);
     assert_eq!(parsed["server"]["grace_period_seconds"], 1);
@@ -436,7 +449,13 @@ fn gateway_config_renders_the_contract_toml() {
     assert_eq!(parsed["spaces"][0]["organization_guid"], ORG_GUID);
     assert_eq!(parsed["spaces"][1]["guid"], "s2");
 
-    let plain = GatewayConfig::new("http://b").render("127.0.0.1:1".parse().unwrap());
+    let plain = GatewayConfig::new("http://b").render();
+    // Unpinned, both listeners ask for port 0: the gateway picks and reports them.
+    assert!(plain.contains("\nlisten = \"127.0.0.1:0\"\n"), "{plain}");
+    assert!(
+        plain.contains("\nadmin_listen = \"127.0.0.1:0\"\n"),
+        "{plain}"
+    );
     assert!(!plain.contains("[upstream]"));
     assert!(plain.contains("token = \"changeechotoken\""));
     assert!(plain.contains("issuer = \"\""));
@@ -456,4 +475,56 @@ content-length: 2\r\n\r\n{}";
     broker.set_mode(Mode::Reset);
     let err = raw_exchange(broker.addr(), request, T).await.unwrap_err();
     assert!(err.contains("reset"), "{err}");
+}
+
+#[test]
+fn the_listening_line_is_read_in_text_and_json_format() {
+    let api: SocketAddr = "127.0.0.1:41001".parse().unwrap();
+    let admin: SocketAddr = "127.0.0.1:41002".parse().unwrap();
+    let expected = Some(Listening { api, admin });
+    let text = "[2024-05-01T10:00:00Z INFO  brokergate::server] Listening. \
+api=127.0.0.1:41001 admin=127.0.0.1:41002\n";
+    let before = "[2024-05-01T10:00:00Z INFO  brokergate] Starting.\n";
+    assert_eq!(parse_listening(&format!("{before}{text}")), expected);
+    let json = json!({"ts": "2024-05-01T10:00:00Z", "level": "INFO",
+                      "target": "brokergate::server",
+                      "message": "Listening. api=127.0.0.1:41001 admin=127.0.0.1:41002"});
+    assert_eq!(parse_listening(&format!("{json}\n")), expected);
+    // The first report counts; a line still being written does not.
+    let later = text.replace("41001", "42001");
+    assert_eq!(parse_listening(&format!("{text}{later}")), expected);
+    assert_eq!(parse_listening(text.trim_end()), None);
+    assert_eq!(parse_listening(before), None);
+    assert_eq!(parse_listening("Listening. api=127.0.0.1:41001\n"), None);
+}
+
+#[tokio::test]
+async fn wait_listening_reads_the_report_or_fails_when_the_child_exits() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let log = dir.path().join("stderr.log");
+    let line = "[x INFO  brokergate::server] Listening. api=127.0.0.1:1 admin=127.0.0.1:2";
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("sleep 0.2; echo '{line}' >&2; exec sleep 30"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let got = wait_listening(&mut child, &log, T).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let want = Listening {
+        api: "127.0.0.1:1".parse().unwrap(),
+        admin: "127.0.0.1:2".parse().unwrap(),
+    };
+    assert_eq!(got, Ok(want));
+
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo 'bind failed' >&2; exit 3")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let err = wait_listening(&mut child, &log, T).await.unwrap_err();
+    let _ = child.wait();
+    assert!(err.contains("exited with"), "{err}");
 }

@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use support::broker::MockBroker;
+use support::cc;
 use support::client::{self, create, create_body, Response, FORM_CONTENT_TYPE};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN};
 use support::token::{self, Claims};
@@ -81,8 +82,10 @@ async fn create_unknown_plan(gateway_url: &str, token: &str) -> Response {
     create(gateway_url, Some(token), &body).await
 }
 
+/// A CC error ([`cc::assert_cc_error_shape`]) with this body, byte for byte (but for a final
+/// newline).
 fn assert_auth_error(resp: &Response, status: u16, exact_body: &str) {
-    assert_eq!(resp.status, status, "{resp:?}");
+    cc::assert_cc_error_shape(resp, status);
     assert_eq!(resp.text().trim_end_matches('\n'), exact_body, "{resp:?}");
 }
 
@@ -434,10 +437,7 @@ async fn missing_write_scope_is_403_insufficient_scope() {
     for scopes in [&["cloud_controller.read"][..], &[]] {
         let token = claims(&env.uaa).scopes(scopes).sign_rs256(Some(KEY_1));
         let resp = create_as(&env, &token, "no-write").await;
-        assert_eq!(resp.status, 403, "{resp:?}");
-        let body = resp.json();
-        assert_eq!(body["code"], 10007, "{resp:?}");
-        assert_eq!(body["error_code"], "CF-InsufficientScope", "{resp:?}");
+        cc::assert_cc_error(&resp, 403, 10007, "CF-InsufficientScope");
     }
     let writer = claims(&env.uaa)
         .scopes(&["cloud_controller.write"])

@@ -162,9 +162,10 @@ impl MockBroker {
     }
 }
 
-/// A loopback URL with nothing listening: connecting is refused.
+/// A loopback URL with nothing listening, for the rest of the test binary:
+/// connecting is refused (see [`super::refused_port`]).
 pub fn refused_url() -> String {
-    format!("http://127.0.0.1:{}", super::free_port())
+    format!("http://127.0.0.1:{}", super::refused_port())
 }
 
 fn is_provision(req: &RecordedRequest) -> bool {

@@ -1,6 +1,11 @@
 //! Runs the real `brokergate` binary as a child process on a rendered config,
 //! waits (bounded) until it listens, and SIGKILLs + reaps it on drop.
 //!
+//! The config asks for port 0 on both listeners unless a test pins one: the
+//! gateway picks free ports itself, holds them, and reports them in its
+//! `Listening.` line on stderr, which is where the harness reads them from
+//! (no port is chosen here and released before the gateway binds it).
+//!
 //! [`GatewayConfig`] owns its temp dir through an `Arc`: clones share the
 //! directory and so the SQLite store, which is how a restart or crash test
 //! starts a second gateway on the same data.
@@ -26,8 +31,13 @@ pub const ORG_GUID: &str = "b8c5a6a4-1cc8-4ae5-8a8f-3d4e5b6c7d8e";
 pub const BROKER_NAME: &str = "echo";
 pub const BROKER_TOKEN: &str = "changeechotoken";
 
-/// How long [`Gateway::start`] waits for the listen port.
+/// How long [`Gateway::start`] waits for the `Listening.` line and then for
+/// the API port to accept connections.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the gateway logs on stderr, before serving, with the addresses it
+/// listens on: `Listening. api=127.0.0.1:PORT admin=127.0.0.1:PORT2`.
+pub const LISTENING: &str = "Listening.";
 
 /// Numbers each start's config and log files inside a shared dir.
 static STARTS: AtomicUsize = AtomicUsize::new(0);
@@ -91,13 +101,17 @@ impl GatewayConfig {
         self
     }
 
-    /// Listen on this port instead of a fresh free one per start.
+    /// Listen on this port instead of port 0 (the gateway then picks a free
+    /// one itself and reports it): for a test that needs the address before
+    /// the start, or the same one again after a restart (the first gateway's
+    /// reported port, once it stopped). A pinned port someone else took
+    /// meanwhile makes the start fail; the harness does not retry.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
         self
     }
 
-    /// Admin listener on this port instead of a fresh free one per start.
+    /// Admin listener on this port instead of port 0 (see [`Self::port`]).
     pub fn admin_port(mut self, port: u16) -> Self {
         self.admin_port = Some(port);
         self
@@ -198,8 +212,9 @@ impl GatewayConfig {
         &self.broker_url
     }
 
-    /// The config file text for a gateway listening on `listen`.
-    pub fn render(&self, listen: SocketAddr) -> String {
+    /// The config file text: `listen` and `admin_listen` on 127.0.0.1, port 0
+    /// unless pinned with [`Self::port`] / [`Self::admin_port`].
+    pub fn render(&self) -> String {
         let keys: Vec<String> = self
             .public_key_files
             .iter()
@@ -213,14 +228,13 @@ impl GatewayConfig {
             Some(url) => format!("[upstream]\nurl = {}\n", q(url)),
             None => String::new(),
         };
-        let admin = match self.admin_port {
-            Some(port) => format!("admin_listen = \"127.0.0.1:{port}\"\n"),
-            None => String::new(),
-        };
+        let listen = SocketAddr::from(([127, 0, 0, 1], self.port.unwrap_or(0)));
+        let admin = SocketAddr::from(([127, 0, 0, 1], self.admin_port.unwrap_or(0)));
         format!(
             r#"[server]
 listen = {listen}
-{admin}max_body_bytes = {max_body}
+admin_listen = {admin}
+max_body_bytes = {max_body}
 accept_unknown_spaces = {unknown}
 grace_period_seconds = {grace}
 
@@ -255,6 +269,7 @@ guid = "{SPACE_GUID}"
 organization_guid = "{ORG_GUID}"
 {extra}"#,
             listen = q(&listen.to_string()),
+            admin = q(&admin.to_string()),
             max_body = self.max_body_bytes,
             unknown = self.accept_unknown_spaces,
             grace = self.grace_period_seconds,
@@ -283,50 +298,43 @@ fn q_list(items: &[String]) -> String {
 /// A running gateway process; SIGKILLed and reaped on drop.
 pub struct Gateway {
     child: Child,
-    addr: SocketAddr,
-    admin_addr: SocketAddr,
+    /// The API and admin addresses from the `Listening.` line, once read.
+    listening: Option<Listening>,
     config: GatewayConfig,
     config_path: PathBuf,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
 }
 
+/// The addresses a gateway reported in its `Listening.` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    pub api: SocketAddr,
+    pub admin: SocketAddr,
+}
+
 impl Gateway {
-    /// Spawn and wait until it accepts TCP connections; panics with its
-    /// stderr when it exits first or is not listening within 30 s.
-    ///
-    /// A port picked by [`super::free_port`] can be taken by another test's
-    /// connection before the gateway binds it; then it is tried again with
-    /// fresh ports (never when ports were pinned).
+    /// Spawn and wait (see [`Self::wait_ready`]) until it reported its
+    /// addresses and accepts TCP connections; panics with its logs when it
+    /// exits first or is not ready within [`READY_TIMEOUT`].
     pub async fn start(config: GatewayConfig) -> Gateway {
-        let pinned = config.port.is_some() || config.admin_port.is_some();
-        for attempt in 1..=3 {
-            let mut gateway = Gateway::spawn(config.clone());
-            match gateway.wait_ready(READY_TIMEOUT).await {
-                Ok(()) => return gateway,
-                Err(e) if !pinned && attempt < 3 && e.contains("in use") => continue,
-                Err(e) => panic!("gateway did not start: {e}"),
-            }
+        let mut gateway = Gateway::spawn(config);
+        if let Err(e) = gateway.wait_ready(READY_TIMEOUT).await {
+            panic!("gateway did not start: {e}");
         }
-        unreachable!("the last attempt returns or panics")
+        gateway
     }
 
     /// Write the config and spawn `brokergate run -c <config>` without
-    /// waiting (for tests of startup failures).
+    /// waiting (for tests of startup failures). Its addresses are known only
+    /// after [`Self::wait_ready`].
     pub fn spawn(config: GatewayConfig) -> Gateway {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
-        let port = config.port.unwrap_or_else(super::free_port);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let dir = config.dir().to_path_buf();
         let config_path = dir.join(format!("gateway-{n}.toml"));
         let stdout_path = dir.join(format!("gateway-{n}.stdout.log"));
         let stderr_path = dir.join(format!("gateway-{n}.stderr.log"));
-        let admin_addr = SocketAddr::from((
-            [127, 0, 0, 1],
-            config.admin_port.unwrap_or_else(super::free_port),
-        ));
-        let rendered = config.clone().admin_port(admin_addr.port()).render(addr);
-        std::fs::write(&config_path, rendered).expect("write config");
+        std::fs::write(&config_path, config.render()).expect("write config");
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .arg("-c")
@@ -341,8 +349,7 @@ impl Gateway {
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
         Gateway {
             child,
-            addr,
-            admin_addr,
+            listening: None,
             config,
             config_path,
             stdout_path,
@@ -350,19 +357,30 @@ impl Gateway {
         }
     }
 
-    /// Poll every 50 ms until a TCP connect succeeds, the child exits, or
-    /// `timeout` passes.
+    /// Within `timeout` in all: read the addresses from the `Listening.` line
+    /// on stderr, then poll every 50 ms until a TCP connect to the API
+    /// succeeds. `Err` (with the logs) when the child exits first or time
+    /// runs out.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let listening = match self.listening {
+            Some(listening) => listening,
+            None => {
+                let read = wait_listening(&mut self.child, &self.stderr_path, timeout).await;
+                let listening = read.map_err(|e| format!("{e}\n{}", self.logs()))?;
+                self.listening = Some(listening);
+                listening
+            }
+        };
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return Err(format!(
                     "exited with {status} before listening on {}\n{}",
-                    self.addr,
+                    listening.api,
                     self.logs()
                 ));
             }
-            let connect = tokio::net::TcpStream::connect(self.addr);
+            let connect = tokio::net::TcpStream::connect(listening.api);
             if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(500), connect).await
             {
                 // Linux lets a connect to an unbound loopback port succeed
@@ -375,7 +393,7 @@ impl Gateway {
             if Instant::now() >= deadline {
                 return Err(format!(
                     "not listening on {} after {timeout:?}\n{}",
-                    self.addr,
+                    listening.api,
                     self.logs()
                 ));
             }
@@ -383,18 +401,25 @@ impl Gateway {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// The reported addresses; panics before [`Self::wait_ready`] read them.
+    pub fn listening(&self) -> Listening {
+        self.listening
+            .expect("the gateway's addresses are known once wait_ready has read them")
+    }
+
+    /// `http://127.0.0.1:PORT`, the reported API address.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /-/reload`.
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr)
+        format!("http://{}", self.listening().admin)
     }
 
+    /// The reported API address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening().api
     }
 
     pub fn pid(&self) -> u32 {
@@ -476,4 +501,59 @@ impl Drop for Gateway {
 /// Whether `stream` is connected to itself (source = destination).
 fn is_self_connection(stream: &tokio::net::TcpStream) -> bool {
     matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
+}
+
+/// Wait until `stderr_path` holds the `Listening.` line, polling every 20 ms
+/// for at most `timeout`; `Err` when `child` exits first or time runs out.
+/// For children started outside [`Gateway`] too (`tests/cli.rs`).
+pub async fn wait_listening(
+    child: &mut Child,
+    stderr_path: &Path,
+    timeout: Duration,
+) -> Result<Listening, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // Read before checking for an exit: a line written just before
+        // exiting is still found.
+        let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
+        if let Some(listening) = parse_listening(&log) {
+            return Ok(listening);
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Err(format!("exited with {status} before logging {LISTENING:?}"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no {LISTENING:?} line on stderr after {timeout:?} (it is logged at INFO: \
+                 do RUST_LOG or [log] level hide it?)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The addresses in the first complete `Listening. api=… admin=…` line of a
+/// stderr log, in text format or inside a JSON line's `message`.
+pub fn parse_listening(log: &str) -> Option<Listening> {
+    log.split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .find_map(|line| {
+            let json = serde_json::from_str::<serde_json::Value>(line).ok();
+            let message = match json.as_ref().and_then(|v| v["message"].as_str()) {
+                Some(message) => message,
+                None => line,
+            };
+            let (_, fields) = message.split_once(LISTENING)?;
+            let field = |name: &str| {
+                fields
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+                    .parse::<SocketAddr>()
+                    .ok()
+            };
+            Some(Listening {
+                api: field("api")?,
+                admin: field("admin")?,
+            })
+        })
 }

@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cc;
 pub mod client;
 pub mod gateway;
+pub mod json;
 pub mod raw;
 pub mod recorded;
 pub mod server;
@@ -18,23 +20,24 @@ pub mod upstream;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// A 127.0.0.1 port that nothing listened on a moment ago: bind port 0, read
-/// the port the kernel picked, release it. Racy by nature, good enough here.
-///
-/// Never hands out the same port twice in one test binary: tests run in
-/// parallel threads, and a gateway's listeners share a port silently with
-/// another gateway's (`SO_REUSEPORT`) instead of failing to bind.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local_addr").port();
-        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        if !handed.contains(&port) {
-            handed.push(port);
-            return port;
-        }
-    }
+/// A 127.0.0.1 port nothing listens on, for the rest of this test binary: a
+/// socket is bound to it and never listens, so connecting is refused, and no
+/// one can take the port meanwhile (the kernel's `bind(0)` for a mock or a
+/// gateway skips a bound port; a released one it could hand out again).
+pub fn refused_port() -> u16 {
+    static HELD: std::sync::Mutex<Vec<socket2::Socket>> = std::sync::Mutex::new(Vec::new());
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&loopback.into()).expect("bind 127.0.0.1:0");
+    let port = socket
+        .local_addr()
+        .expect("local_addr")
+        .as_socket()
+        .expect("an IP address")
+        .port();
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(socket);
+    port
 }
 
 /// Poll `cond` every 20 ms until it holds or `timeout` passes; returns

@@ -327,30 +327,3 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
-
-/// Content-Type of every Cloud Controller answer.
-pub const CC_JSON: &str = "application/json;charset=utf-8";
-
-/// Asserts `resp` is a Cloud Controller error with `status`: CC's Content-Type and a body with
-/// a numeric `code`, a `CF-` `error_code` and a description. Returns the body.
-pub fn assert_cc_error_shape(resp: &RawResponse, status: u16) -> serde_json::Value {
-    assert_eq!(resp.status, status, "{resp:?}");
-    assert_eq!(
-        resp.header("content-type").as_deref(),
-        Some(CC_JSON),
-        "{resp:?}"
-    );
-    let body = resp.json();
-    assert!(body["code"].is_u64(), "{resp:?}");
-    assert!(
-        body["error_code"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("CF-")),
-        "{resp:?}"
-    );
-    assert!(
-        body["description"].as_str().is_some_and(|d| !d.is_empty()),
-        "{resp:?}"
-    );
-    body
-}

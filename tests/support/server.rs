@@ -59,19 +59,6 @@ impl Reply {
     }
 }
 
-/// A listener on a port [`super::free_port`] handed out; a few tries, since
-/// a port released by its probe can be taken before we bind it.
-async fn bind_handed_out_port() -> TcpListener {
-    let mut last_error = None;
-    for _ in 0..5 {
-        match TcpListener::bind(("127.0.0.1", super::free_port())).await {
-            Ok(listener) => return listener,
-            Err(e) => last_error = Some(e),
-        }
-    }
-    panic!("no loopback port to bind after 5 tries: {last_error:?}")
-}
-
 /// Boxed future a handler returns.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
@@ -87,11 +74,12 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Bind a loopback port from [`super::free_port`] and serve on the
-    /// current tokio runtime. Not port 0: the kernel could hand out a port
-    /// that `free_port` just gave a gateway that has not bound it yet.
+    /// Bind 127.0.0.1:0 and serve on the current tokio runtime; [`Self::addr`]
+    /// is the port the kernel picked.
     pub async fn start(handler: Handler) -> TestServer {
-        let listener = bind_handed_out_port().await;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(accept_loop(listener, handler, requests.clone()));
