@@ -879,6 +879,11 @@ async fn reloads_every_100ms_under_concurrent_creates_drop_nothing() {
     // Two configs that differ observably: the one plan on broker A, or on broker B.
     let broker_a = MockBroker::start(BROKER_TOKEN).await;
     let broker_b = MockBroker::start(BROKER_TOKEN).await;
+    // Each create holds its broker call 15 ms, so the load outlasts several reloads however
+    // fast the build and the machine are.
+    for broker in [&broker_a, &broker_b] {
+        broker.set_mode(Mode::Delay(Duration::from_millis(15)));
+    }
     let gw = Arc::new(Gateway::start(GatewayConfig::new(&broker_a.url())).await);
     let config_a = read_config(&gw);
     let url_a = format!("url = \"{}\"", broker_a.url());

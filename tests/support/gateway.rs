@@ -342,7 +342,10 @@ impl Gateway {
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("stdout log"))
-            .stderr(File::create(&stderr_path).expect("stderr log"));
+            .stderr(File::create(&stderr_path).expect("stderr log"))
+            // The harness reads the INFO `Listening.` line: a developer's RUST_LOG=warn must
+            // not hide it (a test that wants RUST_LOG sets it with `.env`).
+            .env_remove("RUST_LOG");
         for (k, v) in &config.env {
             cmd.env(k, v);
         }

@@ -154,6 +154,32 @@ async fn run_counted(
     p.provision(rt, command).await.result
 }
 
+/// The in-memory ports and metrics of one test, for tests that look at all three.
+struct Ports {
+    store: Arc<MemoryStore>,
+    broker: Arc<FakeBroker>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports {
+            store: Arc::new(MemoryStore::new()),
+            broker: Arc::new(FakeBroker::default()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// The seed create, by a writer.
+    async fn create_seed(
+        &self,
+        rt: &Runtime,
+    ) -> Result<crate::store::CreatedInstance, ProvisionError> {
+        let (store, broker) = (self.store.clone(), self.broker.clone());
+        run_counted(rt, store, broker, &writer(), seed(), &self.metrics).await
+    }
+}
+
 fn orphan_mitigations(metrics: &Metrics, result: &str) -> u64 {
     metrics
         .orphan_mitigations
@@ -317,54 +343,36 @@ async fn a_failed_broker_call_releases_the_name() {
 #[tokio::test]
 async fn a_malformed_answer_naming_an_instance_is_deprovisioned() {
     let rt = runtime("");
-    let (store, broker) = (
-        Arc::new(MemoryStore::new()),
-        Arc::new(FakeBroker::default()),
-    );
-    *broker.answer.lock().unwrap() = Some(BrokerFailure::Malformed {
+    let ports = Ports::new();
+    *ports.broker.answer.lock().unwrap() = Some(BrokerFailure::Malformed {
         status: 200,
         detail: "no credentials".into(),
         service_id: Some("svc-9".into()),
     });
-    let metrics = Arc::new(Metrics::new());
-    run_counted(
-        &rt,
-        store.clone(),
-        broker.clone(),
-        &writer(),
-        seed(),
-        &metrics,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-9".to_string()]);
-    assert!(store.is_empty());
-    assert_eq!(orphan_mitigations(&metrics, "success"), 1);
+    ports.create_seed(&rt).await.unwrap_err();
+    assert_eq!(
+        *ports.broker.deletes.lock().unwrap(),
+        vec!["svc-9".to_string()]
+    );
+    assert!(ports.store.is_empty());
+    assert_eq!(orphan_mitigations(&ports.metrics, "success"), 1);
 }
 
 #[tokio::test]
 async fn a_commit_failure_deprovisions_and_reports_the_commit_error() {
     let rt = runtime("");
-    let store = Arc::new(MemoryStore::new());
-    store.fail_commits(true);
-    let broker = Arc::new(FakeBroker::default());
-    let metrics = Arc::new(Metrics::new());
-    let err = run_counted(
-        &rt,
-        store.clone(),
-        broker.clone(),
-        &writer(),
-        seed(),
-        &metrics,
-    )
-    .await
-    .unwrap_err();
+    let ports = Ports::new();
+    ports.store.fail_commits(true);
+    let err = ports.create_seed(&rt).await.unwrap_err();
     assert!(matches!(err, ProvisionError::Store(StoreError::Backend(_))));
-    assert_eq!(*broker.deletes.lock().unwrap(), vec!["svc-1".to_string()]);
-    assert!(store.is_empty());
+    assert_eq!(
+        *ports.broker.deletes.lock().unwrap(),
+        vec!["svc-1".to_string()]
+    );
+    assert!(ports.store.is_empty());
     // The mitigation is counted, by result.
-    assert_eq!(orphan_mitigations(&metrics, "success"), 1);
-    assert_eq!(orphan_mitigations(&metrics, "failure"), 0);
+    assert_eq!(orphan_mitigations(&ports.metrics, "success"), 1);
+    assert_eq!(orphan_mitigations(&ports.metrics, "failure"), 0);
 }
 
 #[test]
