@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::HeaderValue;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorSource;
@@ -63,13 +64,16 @@ impl Ctx {
     /// Assigns the request id from the client's headers, once.
     fn assign_request_id(&mut self, session: &Session) {
         if self.request_id.is_empty() {
-            let h = &session.req_header().headers;
-            self.request_id = request_id(
-                h.get("x-vcap-request-id").map(|v| v.as_bytes()),
-                h.get("x-request-id").map(|v| v.as_bytes()),
-            );
+            let (vcap, plain) = client_request_ids(session);
+            self.request_id = request_id(vcap.map(|v| v.as_bytes()), plain.map(|v| v.as_bytes()));
         }
     }
+}
+
+/// The client's `X-VCAP-Request-ID` and `X-Request-ID`: the one place they are read.
+fn client_request_ids(session: &Session) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+    let h = &session.req_header().headers;
+    (h.get("x-vcap-request-id"), h.get("x-request-id"))
 }
 
 /// What brokergate decided, for the access log and metrics.
@@ -219,10 +223,8 @@ impl ProxyHttp for Gateway {
         }
         // Pass-through requests keep the client's id, if any; brokergate assigned none.
         let request_id = if ctx.request_id.is_empty() {
-            session
-                .req_header()
-                .headers
-                .get("x-vcap-request-id")
+            client_request_ids(session)
+                .0
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         } else {

@@ -1,8 +1,6 @@
 //! Versioned migrations, applied at open: each once, in order, in a transaction of its own,
 //! recorded in `schema_migrations`. A store written by a newer brokergate is refused.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::error::classify;
@@ -131,9 +129,7 @@ fn made_before_migrations(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 fn record(conn: &Connection, m: &Migration) -> rusqlite::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_unix();
     conn.execute(
         "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
         rusqlite::params![m.version, m.description, now],
