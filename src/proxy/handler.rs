@@ -7,7 +7,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::routes::Params;
 use super::Outcome;
 use crate::auth::{Identity, Scope};
 use crate::cc::ApiError;
@@ -34,6 +33,24 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The `X-VCAP-Request-ID` the client gets back and brokers receive.
     pub request_id: &'a str,
+}
+
+/// The `:name` parameters of a matched path, percent-decoded.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    pub fn new(params: Vec<(&'static str, String)>) -> Params {
+        Params(params)
+    }
+
+    #[allow(dead_code)] // read by the first route with a `:guid` (the lifecycle issue)
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A handler: an async function of the use cases, the request and the outcome it records for

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-use super::handler::Handler;
+use super::handler::{Handler, Params};
 use super::instances;
 use crate::auth::Scope;
 
@@ -45,20 +45,6 @@ pub static ROUTES: &[Route] = &[Route {
     handler: instances::create,
 }];
 
-/// The `:name` parameters of a matched path, percent-decoded.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Params(Vec<(&'static str, String)>);
-
-impl Params {
-    #[allow(dead_code)] // read by the first route with a `:guid` (the lifecycle issue)
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// The `route` label of requests no entry matches.
 pub const NOT_OWNED: &str = "other";
 
@@ -94,7 +80,7 @@ fn match_pattern(pattern: &'static str, path: &str) -> Option<(Params, usize)> {
     let mut literals = 0;
     loop {
         match (wanted.next(), given.next()) {
-            (None, None) => return Some((Params(params), literals)),
+            (None, None) => return Some((Params::new(params), literals)),
             (Some(w), Some(g)) => {
                 if let Some(name) = w.strip_prefix(':') {
                     let value = decode_segment(g)?;
