@@ -16,8 +16,9 @@ CREATE TABLE service_instances_v2 (
     tags              TEXT NOT NULL,
     creator_user_id   TEXT NOT NULL,
     creator_email     TEXT,
-    -- Any lower-case word: a later state (deleting, ...) needs no rebuild.
-    state             TEXT NOT NULL CHECK (state <> '' AND state NOT GLOB '*[^a-z_]*'),
+    -- Any short word: a later state (deleting, ...) needs no rebuild. A length, not a
+    -- pattern: a GLOB here cost ~2,000 instructions per create (callgrind).
+    state             TEXT NOT NULL CHECK (length(state) BETWEEN 1 AND 32),
     created_at        INTEGER NOT NULL,
     updated_at        INTEGER,
     lease_owner       TEXT,

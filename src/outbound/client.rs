@@ -71,24 +71,29 @@ impl Client {
             transport: &self.transport,
             peer: &http_peer,
             reuse: peer.reuse(),
-            header: &header,
             body: &body,
             max_body_bytes: limits.max_body_bytes,
         };
         let mut reused = false;
         let attempts = async {
-            match exchange.attempt(Connection::Any, &mut reused).await {
-                Err(e)
-                    if idempotency == Idempotency::Idempotent
-                        && e.reused()
-                        && e.kind() == ErrorKind::Closed =>
-                {
-                    exchange.attempt(Connection::New, &mut reused).await
+            if idempotency == Idempotency::NotIdempotent {
+                // Sent once: the header goes as it is, with no copy kept for a retry.
+                return exchange.attempt(header, Connection::Any, &mut reused).await;
+            }
+            match exchange
+                .attempt(header.clone(), Connection::Any, &mut reused)
+                .await
+            {
+                Err(e) if e.reused() && e.kind() == ErrorKind::Closed => {
+                    exchange.attempt(header, Connection::New, &mut reused).await
                 }
                 other => other,
             }
         };
-        match tokio::time::timeout(limits.total_timeout, attempts).await {
+        // Boxed: an attempt's state (pingora's session and connect futures, ~11 KiB) is then
+        // moved once, not again at every caller up to the request's own future (measured with
+        // callgrind: ~12,000 instructions of memcpy per create).
+        match tokio::time::timeout(limits.total_timeout, Box::pin(attempts)).await {
             Ok(result) => result,
             // Dropping the attempt closed its connection: a half-read answer is never pooled.
             Err(_) => Err(Error::new(ErrorKind::Timeout, reused, None)),
@@ -101,14 +106,18 @@ struct Exchange<'a> {
     transport: &'a TransportConnector,
     peer: &'a HttpPeer,
     reuse: Reuse,
-    header: &'a RequestHeader,
     body: &'a Bytes,
     max_body_bytes: usize,
 }
 
 impl Exchange<'_> {
     /// One try; `reused` is set as soon as the connection is known, for a timeout to report.
-    async fn attempt(&self, from: Connection, reused: &mut bool) -> Result<Response, Error> {
+    async fn attempt(
+        &self,
+        header: RequestHeader,
+        from: Connection,
+        reused: &mut bool,
+    ) -> Result<Response, Error> {
         let pooled = matches!(self.reuse, Reuse::Pooled { .. });
         let connected = if pooled && from == Connection::Any {
             self.transport.get_stream(self.peer).await
@@ -123,7 +132,7 @@ impl Exchange<'_> {
         let fail = |e| Error::from_pingora(e, false, was_reused);
         let mut session = HttpSession::new_with_options(stream, self.peer);
         session
-            .write_request_header(Box::new(self.header.clone()))
+            .write_request_header(Box::new(header))
             .await
             .map_err(fail)?;
         if !self.body.is_empty() {
