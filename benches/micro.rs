@@ -3,7 +3,7 @@
 //! - `parse_validate`: `cc::request::decode` + `service::rules::check_name_and_tags` of the documented
 //!   request body, minimal and with parameters/tags/gateway_data;
 //! - `v1_body_build`: serializing the `v1::ProvisionRequest` sent to the broker;
-//! - `envelope_render`: `cc::envelope::render_created`, the 201 body;
+//! - `envelope_render`: `cc::envelope::render_instance`, the 201 body;
 //! - `store_insert`: `SqliteStore` reserve + commit of one instance in a temp dir, with
 //!   `synchronous = full` (a 201 survives power loss: an fsync per transaction) and `normal`
 //!   (survives a process crash) — the store's cost is the disk's, so compare the two.
@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use brokergate::cc::envelope::{render_created, InstanceView};
+use brokergate::cc::envelope::{render_instance, Credentials, InstanceView};
 use brokergate::cc::request::decode;
 use brokergate::service::rules::check_name_and_tags;
 use brokergate::store::{
@@ -87,10 +87,10 @@ fn envelope_render(c: &mut Criterion) {
     let tags = vec!["mysql".to_string(), "db".to_string()];
     c.bench_function("envelope_render", |b| {
         b.iter(|| {
-            render_created(black_box(&InstanceView {
+            render_instance(black_box(&InstanceView {
                 guid: "2c4c1a86-3b5e-4f6a-9d0e-8f1b2c3d4e5f",
                 name: "my-service-instance",
-                credentials: &credentials,
+                credentials: Credentials::Shown(&credentials),
                 service_plan_guid: PLAN_GUID,
                 space_guid: SPACE_GUID,
                 gateway_data: &gateway_data,

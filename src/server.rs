@@ -18,7 +18,7 @@ use crate::listen::ApiAddress;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
-use crate::service::{recovery, Provisioner};
+use crate::service::{recovery, Provisioner, Reader};
 use crate::store::{RecoveryPolicy, SqliteStore, Store};
 use crate::v1::V1Client;
 
@@ -105,7 +105,11 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
         metrics.clone(),
         start.store.owner.clone(),
     );
-    let gateway = Gateway::new(runtime.clone(), UseCases { provisioner }, metrics.clone());
+    let use_cases = UseCases {
+        provisioner,
+        reader: Reader::new(store.clone()),
+    };
+    let gateway = Gateway::new(runtime.clone(), use_cases, metrics.clone());
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "brokergate");
     match api.socket_options() {

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 pub struct InstanceView<'a> {
     pub guid: &'a str,
     pub name: &'a str,
-    pub credentials: &'a RawValue,
+    pub credentials: Credentials<'a>,
     pub service_plan_guid: &'a str,
     pub space_guid: &'a str,
     pub gateway_data: &'a RawValue,
@@ -18,6 +18,23 @@ pub struct InstanceView<'a> {
     pub tags: &'a [String],
     /// Unix seconds.
     pub created_at: i64,
+}
+
+/// An instance's `credentials`, or what a caller who may not see them gets instead.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum Credentials<'a> {
+    Shown(&'a RawValue),
+    /// `{"redacted_message":"[PRIVATE DATA HIDDEN]"}`, the Cloud Controller's redaction.
+    Redacted {
+        redacted_message: &'static str,
+    },
+}
+
+impl Credentials<'_> {
+    pub const REDACTED: Credentials<'static> = Credentials::Redacted {
+        redacted_message: "[PRIVATE DATA HIDDEN]",
+    };
 }
 
 #[derive(Serialize)]
@@ -37,7 +54,7 @@ struct Metadata<'a> {
 #[derive(Serialize)]
 struct Entity<'a> {
     name: &'a str,
-    credentials: &'a RawValue,
+    credentials: Credentials<'a>,
     service_plan_guid: &'a str,
     space_guid: &'a str,
     gateway_data: &'a RawValue,
@@ -70,8 +87,9 @@ pub fn instance_url(guid: &str) -> String {
     format!("/v2/service_instances/{guid}")
 }
 
-/// The 201 body for a freshly created instance (v1 creates are synchronous: `succeeded`).
-pub fn render_created(v: &InstanceView<'_>) -> Vec<u8> {
+/// The instance resource: the 201 of a create and the answer to a read (v1 creates are
+/// synchronous: `last_operation` is a succeeded create).
+pub fn render_instance(v: &InstanceView<'_>) -> Vec<u8> {
     let created_at = timestamp(v.created_at);
     let url = instance_url(v.guid);
     let envelope = Envelope {
@@ -139,10 +157,10 @@ mod tests {
         let creds = raw(r#"{"creds-key-327":"creds-val-327"}"#);
         let gw = raw(r#""CONFIGURATION""#);
         let tags = vec!["a".to_string()];
-        let body = render_created(&InstanceView {
+        let body = render_instance(&InstanceView {
             guid: "7373157c-ff42-45a1-a4c0-0f71b62120e3",
             name: "my-service-instance",
-            credentials: &creds,
+            credentials: Credentials::Shown(&creds),
             service_plan_guid: "P",
             space_guid: "S",
             gateway_data: &gw,
@@ -203,5 +221,27 @@ mod tests {
             v["entity"]["routes_url"],
             "/v2/service_instances/7373157c-ff42-45a1-a4c0-0f71b62120e3/routes"
         );
+    }
+
+    #[test]
+    fn redacted_credentials_are_the_cloud_controllers_message() {
+        let gw = raw("{}");
+        let body = render_instance(&InstanceView {
+            guid: "g",
+            name: "n",
+            credentials: Credentials::REDACTED,
+            service_plan_guid: "P",
+            space_guid: "S",
+            gateway_data: &gw,
+            dashboard_url: Some(""),
+            tags: &[],
+            created_at: 1,
+        });
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.contains(r#""credentials":{"redacted_message":"[PRIVATE DATA HIDDEN]"}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""dashboard_url":"""#), "{text}");
     }
 }

@@ -78,6 +78,14 @@ impl ApiError {
     pub fn not_found() -> Self {
         e(404, 10000, "CF-NotFound", "Unknown request".into())
     }
+    pub fn instance_not_found(guid: &str) -> Self {
+        e(
+            404,
+            60004,
+            "CF-ServiceInstanceNotFound",
+            format!("The service instance could not be found: {guid}"),
+        )
+    }
     pub fn body_too_large(limit: usize) -> Self {
         e(
             413,

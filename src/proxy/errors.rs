@@ -4,7 +4,7 @@
 use crate::auth::AuthError;
 use crate::cc::error::HttpDetail;
 use crate::cc::ApiError;
-use crate::service::{BrokerError, BrokerFailure, ProvisionError};
+use crate::service::{BrokerError, BrokerFailure, ProvisionError, ReadError};
 
 pub fn from_auth(e: AuthError) -> ApiError {
     match e {
@@ -33,6 +33,14 @@ pub fn from_provision(e: &ProvisionError) -> ApiError {
         ProvisionError::Broker(b) => from_broker(b),
         // Never the store's own words: they may name paths or the database.
         ProvisionError::Store(_) => ApiError::unknown(),
+    }
+}
+
+pub fn from_read(e: &ReadError) -> ApiError {
+    match e {
+        ReadError::NotFound { guid } => ApiError::instance_not_found(guid),
+        ReadError::InsufficientScope => ApiError::insufficient_scope(),
+        ReadError::Store(_) => ApiError::unknown(),
     }
 }
 

@@ -11,11 +11,12 @@ use super::Outcome;
 use crate::auth::{Identity, Scope};
 use crate::cc::ApiError;
 use crate::config::Runtime;
-use crate::service::Provisioner;
+use crate::service::{Provisioner, Reader};
 
 /// The use cases handlers run.
 pub struct UseCases {
     pub provisioner: Provisioner,
+    pub reader: Reader,
 }
 
 /// One owned request, as the dispatcher hands it over.
@@ -26,7 +27,6 @@ pub struct Request<'a> {
     pub caller: &'a Identity,
     /// The scope the route needs, for the use case to check in the Cloud Controller's order.
     pub scope: Scope,
-    #[allow(dead_code)] // read by the first route with a `:guid` (the lifecycle issue)
     pub params: &'a Params,
     pub query: Option<&'a str>,
     /// The whole body for routes that read one; empty otherwise.
@@ -44,7 +44,6 @@ impl Params {
         Params(params)
     }
 
-    #[allow(dead_code)] // read by the first route with a `:guid` (the lifecycle issue)
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

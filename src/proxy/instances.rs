@@ -1,12 +1,13 @@
 //! Handlers of `/v2/service_instances`: HTTP in, a use-case command, a Cloud Controller answer
-//! out.
+//! out. An answer that shows an instance is rendered by [`render`], whoever asked.
 
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
 use super::{errors, Outcome};
-use crate::cc::envelope::{instance_url, render_created, InstanceView};
+use crate::cc::envelope::{instance_url, render_instance, Credentials, InstanceView};
 use crate::cc::request;
 use crate::clock;
-use crate::service::{Provision, ProvisionError};
+use crate::service::{Provision, ProvisionError, ReadError, ReadInstance};
+use crate::store::CreatedInstance;
 
 /// `POST /v2/service_instances[?accepts_incomplete=…]`: steps 1 and 2 of the Cloud
 /// Controller's order (decode the body, the `accepts_incomplete` flag) are the wire's; the
@@ -42,22 +43,11 @@ pub fn create<'a>(
         out.broker_call = outcome.trace.broker_call;
         match outcome.result {
             Ok(created) => {
-                let (r, p) = (&created.reservation, &created.provisioned);
-                let body = render_created(&InstanceView {
-                    guid: &r.guid,
-                    name: &r.name,
-                    credentials: &p.credentials,
-                    service_plan_guid: &r.service_plan_guid,
-                    space_guid: &r.space_guid,
-                    gateway_data: &p.gateway_data,
-                    dashboard_url: p.dashboard_url.as_deref(),
-                    tags: &r.tags,
-                    created_at: r.created_at,
-                });
+                let guid = &created.reservation.guid;
                 Disposition::Reply(Answer {
                     status: 201,
-                    body,
-                    location: Some(instance_url(&r.guid)),
+                    body: render(&created, true),
+                    location: Some(instance_url(guid)),
                 })
             }
             // A plan the real Cloud Controller serves.
@@ -78,5 +68,67 @@ pub fn create<'a>(
                 errors::from_provision(&e).into()
             }
         }
+    })
+}
+
+/// `GET /v2/service_instances/:guid`: an instance brokergate holds, its secrets shown to
+/// callers who may write; any other guid is not ours.
+pub fn read<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        let guid = req.params.get("guid").unwrap_or_default();
+        let command = ReadInstance {
+            guid,
+            caller: req.caller,
+            scope: req.scope,
+        };
+        match uc.reader.read(command).await {
+            Ok(seen) => Disposition::Reply(Answer {
+                status: 200,
+                body: render(&seen.instance, seen.secrets_visible),
+                location: None,
+            }),
+            Err(e @ ReadError::NotFound { .. }) => Disposition::NotOurs(errors::from_read(&e)),
+            Err(e) => {
+                if matches!(e, ReadError::InsufficientScope) {
+                    out.auth_failure = Some("insufficient_scope");
+                }
+                if let ReadError::Store(store_err) = &e {
+                    log::error!(
+                        "Store failure. request_id={} error={store_err}",
+                        req.request_id
+                    );
+                }
+                out.error = Some(e.to_string());
+                errors::from_read(&e).into()
+            }
+        }
+    })
+}
+
+/// The instance resource; without `secrets`, credentials and dashboard URL redacted.
+fn render(created: &CreatedInstance, secrets: bool) -> Vec<u8> {
+    let (r, p) = (&created.reservation, &created.provisioned);
+    let (credentials, dashboard_url) = if secrets {
+        (
+            Credentials::Shown(&p.credentials),
+            p.dashboard_url.as_deref(),
+        )
+    } else {
+        (Credentials::REDACTED, Some(""))
+    };
+    render_instance(&InstanceView {
+        guid: &r.guid,
+        name: &r.name,
+        credentials,
+        service_plan_guid: &r.service_plan_guid,
+        space_guid: &r.space_guid,
+        gateway_data: &p.gateway_data,
+        dashboard_url,
+        tags: &r.tags,
+        created_at: r.created_at,
     })
 }

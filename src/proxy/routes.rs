@@ -18,7 +18,6 @@ pub enum Body {
     /// Read in full, bounded by `server.max_body_bytes`, and kept for a pass-through replay.
     Json,
     /// Not read; an answer drains it (bounded) or closes the connection.
-    #[allow(dead_code)] // the first GET route's (the lifecycle issue)
     None,
 }
 
@@ -36,14 +35,24 @@ pub struct Route {
 }
 
 /// Every route brokergate owns. Order matters only between equally specific patterns.
-pub static ROUTES: &[Route] = &[Route {
-    method: http::Method::POST,
-    pattern: "/v2/service_instances",
-    template: "/v2/service_instances",
-    scope: Scope::Write,
-    body: Body::Json,
-    handler: instances::create,
-}];
+pub static ROUTES: &[Route] = &[
+    Route {
+        method: http::Method::POST,
+        pattern: "/v2/service_instances",
+        template: "/v2/service_instances",
+        scope: Scope::Write,
+        body: Body::Json,
+        handler: instances::create,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_instances/:guid",
+        template: "/v2/service_instances/:guid",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: instances::read,
+    },
+];
 
 /// The `route` label of requests no entry matches.
 pub const NOT_OWNED: &str = "other";
@@ -215,6 +224,11 @@ mod tests {
             owned(http::Method::POST, "/v2/service_instances/"),
             Some("/v2/service_instances")
         );
+        assert_eq!(
+            owned(http::Method::GET, "/v2/service_instances/some-guid"),
+            Some("/v2/service_instances/:guid")
+        );
+        assert_eq!(owned(http::Method::GET, "/v2/service_instances"), None);
         assert_eq!(owned(http::Method::GET, "/v2/info"), None);
         assert_eq!(owned(http::Method::HEAD, "/v2/service_instances"), None);
         for r in ROUTES {

@@ -4,6 +4,7 @@
 
 mod broker;
 mod provision;
+mod read;
 pub mod recovery;
 pub mod rules;
 
@@ -12,3 +13,4 @@ pub use broker::{
     ProvisionOrder,
 };
 pub use provision::{Outcome, Provision, ProvisionError, Provisioner, Trace};
+pub use read::{ReadError, ReadInstance, Reader, VisibleInstance};

@@ -1,0 +1,165 @@
+//! Reading one instance, as the Cloud Controller's `find_guid_and_validate_access(:read)`:
+//! find it (an unknown guid is not found — the edge may pass it upstream), then check the
+//! token's scope, then decide what the caller may see of its secrets.
+
+use std::sync::Arc;
+
+use crate::auth::{Identity, Scope};
+use crate::store::{CreatedInstance, State, Store, StoreError};
+
+/// `GET /v2/service_instances/:guid`, as a command.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadInstance<'a> {
+    pub guid: &'a str,
+    pub caller: &'a Identity,
+    /// The scope the route needs.
+    pub scope: Scope,
+}
+
+/// An instance as one caller may see it.
+#[derive(Debug)]
+pub struct VisibleInstance {
+    pub instance: CreatedInstance,
+    /// Whether `credentials` and `dashboard_url` are shown: only to tokens that may also
+    /// write (or admins); others see them redacted, as the Cloud Controller shows them.
+    pub secrets_visible: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Not an instance brokergate holds (or one still being created).
+    #[error("no instance {guid}")]
+    NotFound { guid: String },
+    #[error("token lacks cloud_controller.read")]
+    InsufficientScope,
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+pub struct Reader {
+    store: Arc<dyn Store>,
+}
+
+impl Reader {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Reader { store }
+    }
+
+    pub async fn read(&self, cmd: ReadInstance<'_>) -> Result<VisibleInstance, ReadError> {
+        let not_found = || ReadError::NotFound {
+            guid: cmd.guid.to_string(),
+        };
+        let record = self
+            .store
+            .get(cmd.guid)
+            .await
+            .map_err(ReadError::Store)?
+            .ok_or_else(not_found)?;
+        // A reservation is a create still waiting for its broker: no instance yet.
+        let State::Created(provisioned) = record.state else {
+            return Err(not_found());
+        };
+        if !cmd.caller.allows(cmd.scope) {
+            return Err(ReadError::InsufficientScope);
+        }
+        Ok(VisibleInstance {
+            instance: CreatedInstance {
+                reservation: record.reservation,
+                provisioned,
+            },
+            secrets_visible: cmd.caller.allows(Scope::Write),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Lease, MemoryStore, Provisioned, Reservation};
+    use serde_json::value::RawValue;
+
+    fn identity(scopes: &[&str]) -> Identity {
+        Identity {
+            user_id: "u".into(),
+            email: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn reservation(guid: &str) -> Reservation {
+        Reservation {
+            guid: guid.into(),
+            name: format!("name-{guid}"),
+            space_guid: "S".into(),
+            organization_guid: None,
+            service_plan_guid: "P".into(),
+            broker: "echo".into(),
+            tags: Vec::new(),
+            creator_user_id: "u".into(),
+            creator_email: None,
+            created_at: 1,
+        }
+    }
+
+    async fn store_with(created: &str, reserved: &str) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::new());
+        let lease = Lease {
+            owner: "o".into(),
+            expires_at: i64::MAX,
+        };
+        store.reserve(&reservation(created), &lease).await.unwrap();
+        let provisioned = Provisioned {
+            broker_service_id: "svc".into(),
+            gateway_data: RawValue::from_string("{}".into()).unwrap(),
+            credentials: RawValue::from_string(r#"{"pw":"x"}"#.into()).unwrap(),
+            dashboard_url: None,
+        };
+        store.commit(created, &provisioned).await.unwrap();
+        store.reserve(&reservation(reserved), &lease).await.unwrap();
+        store
+    }
+
+    async fn read(
+        reader: &Reader,
+        guid: &str,
+        caller: &Identity,
+    ) -> Result<VisibleInstance, ReadError> {
+        let cmd = ReadInstance {
+            guid,
+            caller,
+            scope: Scope::Read,
+        };
+        reader.read(cmd).await
+    }
+
+    #[tokio::test]
+    async fn found_then_scope_then_secrets() {
+        let reader = Reader::new(store_with("g1", "g2").await);
+        let admin = identity(&["cloud_controller.admin"]);
+        let reader_only = identity(&["cloud_controller.read"]);
+        let read_write = identity(&["cloud_controller.read", "cloud_controller.write"]);
+        let write_only = identity(&["cloud_controller.write"]);
+
+        assert!(read(&reader, "g1", &admin).await.unwrap().secrets_visible);
+        assert!(
+            read(&reader, "g1", &read_write)
+                .await
+                .unwrap()
+                .secrets_visible
+        );
+        let seen = read(&reader, "g1", &reader_only).await.unwrap();
+        assert!(!seen.secrets_visible);
+        assert_eq!(seen.instance.reservation.name, "name-g1");
+        assert!(matches!(
+            read(&reader, "g1", &write_only).await,
+            Err(ReadError::InsufficientScope)
+        ));
+        // Not found comes before the scope, and a reservation is not an instance yet.
+        for guid in ["nope", "g2"] {
+            assert!(matches!(
+                read(&reader, guid, &write_only).await,
+                Err(ReadError::NotFound { guid: g }) if g == guid
+            ));
+        }
+    }
+}

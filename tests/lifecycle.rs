@@ -1,0 +1,183 @@
+//! The instance lifecycle after a create: `GET /v2/service_instances/:guid` — the same
+//! envelope as the 201, secrets only for callers who may write, scope and not-found errors as
+//! the Cloud Controller's, and a guid brokergate does not hold passed upstream unchanged.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod support;
+
+use serde_json::{json, Value};
+
+use support::broker::MockBroker;
+use support::cc::assert_cc_error;
+use support::client::{create, create_body, get, send, Response};
+use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN};
+use support::token::{self, Claims};
+use support::upstream::MockUpstream;
+
+const INSTANCES: &str = "/v2/service_instances";
+
+fn token_with(scopes: &[&str]) -> String {
+    Claims::new().scopes(scopes).sign()
+}
+
+/// A gateway (with `upstream` when given) and one instance created through it: its 201.
+async fn gateway_with_instance(upstream: Option<&str>) -> (MockBroker, Gateway, Response) {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let mut config = GatewayConfig::new(&broker.url());
+    if let Some(url) = upstream {
+        config = config.upstream(url);
+    }
+    let gw = Gateway::start(config).await;
+    let name = format!("read-me-{}", uuid::Uuid::new_v4().simple());
+    let created = create(&gw.url(), Some(&token::valid_token()), create_body(&name)).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    (broker, gw, created)
+}
+
+fn guid_of(created: &Response) -> String {
+    created.json()["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn read(gw: &Gateway, path_guid: &str, token: Option<&str>) -> Response {
+    get(&format!("{}{INSTANCES}/{path_guid}", gw.url()), token).await
+}
+
+#[tokio::test]
+async fn a_read_answers_the_201s_envelope_byte_for_byte() {
+    let (_broker, gw, created) = gateway_with_instance(None).await;
+    let guid = guid_of(&created);
+    for scopes in [
+        &["cloud_controller.admin"][..],
+        &["cloud_controller.read", "cloud_controller.write"],
+    ] {
+        let resp = read(&gw, &guid, Some(&token_with(scopes))).await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_eq!(resp.body, created.body, "{scopes:?}");
+        assert_eq!(
+            resp.header("content-type").as_deref(),
+            Some("application/json;charset=utf-8")
+        );
+        assert_eq!(
+            resp.header("content-length"),
+            Some(resp.body.len().to_string())
+        );
+        assert_eq!(resp.header("location"), None);
+        assert!(resp.header("x-vcap-request-id").is_some());
+    }
+    // A trailing slash and a percent-encoded guid name the same instance.
+    let encoded = guid.replacen('-', "%2D", 1);
+    for path in [format!("{guid}/"), encoded] {
+        let resp = read(&gw, &path, Some(&token::valid_token())).await;
+        assert_eq!(resp.status, 200, "{path}: {resp:?}");
+        assert_eq!(resp.body, created.body, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_token_sees_credentials_and_dashboard_redacted() {
+    let (_broker, gw, created) = gateway_with_instance(None).await;
+    let guid = guid_of(&created);
+    let resp = read(&gw, &guid, Some(&token_with(&["cloud_controller.read"]))).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let (seen, full): (Value, Value) = (resp.json(), created.json());
+    assert_eq!(
+        seen["entity"]["credentials"],
+        json!({"redacted_message": "[PRIVATE DATA HIDDEN]"})
+    );
+    assert_eq!(seen["entity"]["dashboard_url"], "");
+    // Everything else is as the creator saw it.
+    let mut unredacted = seen.clone();
+    unredacted["entity"]["credentials"] = full["entity"]["credentials"].clone();
+    unredacted["entity"]["dashboard_url"] = full["entity"]["dashboard_url"].clone();
+    assert_eq!(unredacted, full);
+    // The broker's credential values (the mock's name its instance in them and in the
+    // dashboard URL) appear nowhere in the answer.
+    let secret = full["entity"]["credentials"]["name"].as_str().unwrap();
+    assert!(secret.starts_with("svc-"), "{full}");
+    assert!(!resp.text().contains(secret), "{resp:?}");
+}
+
+#[tokio::test]
+async fn a_write_only_token_is_403_and_no_token_is_401() {
+    let (_broker, gw, created) = gateway_with_instance(None).await;
+    let guid = guid_of(&created);
+    let resp = read(&gw, &guid, Some(&token_with(&["cloud_controller.write"]))).await;
+    let body = assert_cc_error(&resp, 403, 10007, "CF-InsufficientScope");
+    assert_eq!(
+        body["description"],
+        "Your token lacks the necessary scopes to access this resource."
+    );
+    let resp = read(&gw, &guid, None).await;
+    assert_cc_error(&resp, 401, 10002, "CF-NotAuthenticated");
+    let resp = read(&gw, &guid, Some("not.a.token")).await;
+    assert_cc_error(&resp, 401, 1000, "CF-InvalidAuthToken");
+}
+
+#[tokio::test]
+async fn an_unknown_guid_without_upstream_is_60004() {
+    let (_broker, gw, _created) = gateway_with_instance(None).await;
+    let resp = read(&gw, "no-such-guid", Some(&token::valid_token())).await;
+    let body = assert_cc_error(&resp, 404, 60004, "CF-ServiceInstanceNotFound");
+    assert_eq!(
+        body["description"],
+        "The service instance could not be found: no-such-guid"
+    );
+    // The scope is checked only once the instance is found, as the Cloud Controller does.
+    let write_only = token_with(&["cloud_controller.write"]);
+    let resp = read(&gw, "no-such-guid", Some(&write_only)).await;
+    assert_cc_error(&resp, 404, 60004, "CF-ServiceInstanceNotFound");
+}
+
+#[tokio::test]
+async fn an_unknown_guid_goes_upstream_unchanged_and_an_owned_one_does_not() {
+    let upstream = MockUpstream::start().await;
+    let (_broker, gw, created) = gateway_with_instance(Some(&upstream.url())).await;
+    let bearer = format!("bearer {}", token::valid_token());
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("x-custom", "kept"),
+        ("x-vcap-request-id", "client-id-1"),
+    ];
+    let path = format!("{INSTANCES}/upstream-guid?inline-relations-depth=1");
+    let resp = send("GET", &format!("{}{path}", gw.url()), &headers, Vec::new()).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(
+        resp.json(),
+        json!({"from": "upstream", "method": "GET", "path": path})
+    );
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(
+        seen[0].header("authorization").as_deref(),
+        Some(bearer.as_str())
+    );
+    assert_eq!(seen[0].header("x-custom").as_deref(), Some("kept"));
+    assert_eq!(
+        seen[0].header("x-vcap-request-id").as_deref(),
+        Some("client-id-1")
+    );
+
+    let resp = read(&gw, &guid_of(&created), Some(&token::valid_token())).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.body, created.body);
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "an owned guid never goes upstream"
+    );
+}
+
+#[tokio::test]
+async fn head_and_other_methods_on_an_instance_are_not_owned() {
+    let (_broker, gw, created) = gateway_with_instance(None).await;
+    let url = format!("{}{INSTANCES}/{}", gw.url(), guid_of(&created));
+    let bearer = format!("bearer {}", token::valid_token());
+    let resp = send("OPTIONS", &url, &[("authorization", &bearer)], Vec::new()).await;
+    let body = assert_cc_error(&resp, 404, 10000, "CF-NotFound");
+    assert_eq!(body["description"], "Unknown request");
+    let resp = send("HEAD", &url, &[("authorization", &bearer)], Vec::new()).await;
+    assert_eq!(resp.status, 404, "{resp:?}");
+}
