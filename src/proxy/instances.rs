@@ -5,9 +5,10 @@ use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
 use super::{errors, Outcome};
 use crate::cc::envelope::{instance_url, render_instance, Credentials, InstanceView};
 use crate::cc::request;
+use crate::cc::ApiError;
 use crate::clock;
 use crate::service::{Provision, ProvisionError, ReadError, ReadInstance};
-use crate::store::CreatedInstance;
+use crate::store::{CreatedInstance, StoreError};
 
 /// `POST /v2/service_instances[?accepts_incomplete=…]`: steps 1 and 2 of the Cloud
 /// Controller's order (decode the body, the `accepts_incomplete` flag) are the wire's; the
@@ -55,17 +56,19 @@ pub fn create<'a>(
                 Disposition::NotOurs(errors::from_provision(&e))
             }
             Err(e) => {
-                if matches!(e, ProvisionError::InsufficientScope) {
-                    out.auth_failure = Some("insufficient_scope");
-                }
-                if let ProvisionError::Store(store_err) = &e {
-                    log::error!(
-                        "Store failure. request_id={} error={store_err}",
-                        req.request_id
-                    );
-                }
-                out.error = Some(e.to_string());
-                errors::from_provision(&e).into()
+                let store = match &e {
+                    ProvisionError::Store(store_err) => Some(store_err),
+                    _ => None,
+                };
+                let scope = matches!(e, ProvisionError::InsufficientScope);
+                refuse(
+                    out,
+                    req.request_id,
+                    &e,
+                    scope,
+                    store,
+                    errors::from_provision(&e),
+                )
             }
         }
     })
@@ -93,20 +96,35 @@ pub fn read<'a>(
             }),
             Err(e @ ReadError::NotFound { .. }) => Disposition::NotOurs(errors::from_read(&e)),
             Err(e) => {
-                if matches!(e, ReadError::InsufficientScope) {
-                    out.auth_failure = Some("insufficient_scope");
-                }
-                if let ReadError::Store(store_err) = &e {
-                    log::error!(
-                        "Store failure. request_id={} error={store_err}",
-                        req.request_id
-                    );
-                }
-                out.error = Some(e.to_string());
-                errors::from_read(&e).into()
+                let store = match &e {
+                    ReadError::Store(store_err) => Some(store_err),
+                    _ => None,
+                };
+                let scope = matches!(e, ReadError::InsufficientScope);
+                refuse(out, req.request_id, &e, scope, store, errors::from_read(&e))
             }
         }
     })
+}
+
+/// A use case's refusal, as every handler records it: a missing scope is counted as an auth
+/// failure, a store failure logged (its words never reach the client), and `api` answered.
+fn refuse(
+    out: &mut Outcome,
+    request_id: &str,
+    error: &dyn std::fmt::Display,
+    insufficient_scope: bool,
+    store: Option<&StoreError>,
+    api: ApiError,
+) -> Disposition {
+    if insufficient_scope {
+        out.auth_failure = Some("insufficient_scope");
+    }
+    if let Some(store_err) = store {
+        log::error!("Store failure. request_id={request_id} error={store_err}");
+    }
+    out.error = Some(error.to_string());
+    api.into()
 }
 
 /// The instance resource; without `secrets`, credentials and dashboard URL redacted.

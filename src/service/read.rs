@@ -87,18 +87,7 @@ mod tests {
     }
 
     fn reservation(guid: &str) -> Reservation {
-        Reservation {
-            guid: guid.into(),
-            name: format!("name-{guid}"),
-            space_guid: "S".into(),
-            organization_guid: None,
-            service_plan_guid: "P".into(),
-            broker: "echo".into(),
-            tags: Vec::new(),
-            creator_user_id: "u".into(),
-            creator_email: None,
-            created_at: 1,
-        }
+        crate::store::conformance::reservation(guid, "S", &format!("name-{guid}"))
     }
 
     async fn store_with(created: &str, reserved: &str) -> Arc<MemoryStore> {

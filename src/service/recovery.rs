@@ -38,18 +38,7 @@ mod tests {
     #[tokio::test]
     async fn reports_and_counts_what_it_removed() {
         let store = MemoryStore::new();
-        let reservation = Reservation {
-            guid: "g".into(),
-            name: "n".into(),
-            space_guid: "S".into(),
-            organization_guid: None,
-            service_plan_guid: "P".into(),
-            broker: "echo".into(),
-            tags: Vec::new(),
-            creator_user_id: "u".into(),
-            creator_email: None,
-            created_at: 1,
-        };
+        let reservation = crate::store::conformance::reservation("g", "S", "n");
         let lease = Lease {
             owner: "here".into(),
             expires_at: 100,

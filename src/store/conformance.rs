@@ -56,7 +56,8 @@ pub(crate) use store_conformance;
 
 const NOW: i64 = 1_800_000_000;
 
-fn reservation(guid: &str, space: &str, name: &str) -> Reservation {
+/// A reservation of `name` in `space`, for tests of the store and of the use cases above it.
+pub(crate) fn reservation(guid: &str, space: &str, name: &str) -> Reservation {
     Reservation {
         guid: guid.into(),
         name: name.into(),
