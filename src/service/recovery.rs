@@ -1,31 +1,37 @@
 //! What a start does with reservations a previous process left: the store removes those the
-//! policy resolves, and each one is reported, since the broker may hold an instance that was
-//! provisioned before the crash and that brokergate never learnt the `service_id` of.
+//! policy resolves, and each one is reported, since the broker may hold an instance (or a
+//! handle) made before the crash whose id brokergate never learnt.
 
 use crate::metrics::Metrics;
-use crate::store::{RecoveryPolicy, Reservation, Store, StoreError};
+use crate::store::{Recovered, RecoveryPolicy, Store, StoreError};
 
 /// Runs the recovery; returns what was removed.
 pub async fn recover(
     store: &dyn Store,
     metrics: &Metrics,
     policy: &RecoveryPolicy,
-) -> Result<Vec<Reservation>, StoreError> {
+) -> Result<Recovered, StoreError> {
     let removed = store.recover(policy).await?;
-    for r in &removed {
+    for r in &removed.instances {
         log::warn!(
             "Released a reservation whose holder is gone (a crash, or a lease that expired, during its broker call); the broker may hold an unrecorded instance. instance_guid={} name={:?} space_guid={} broker={} created_at={}",
             r.guid, r.name, r.space_guid, r.broker, r.created_at
         );
     }
-    metrics
-        .store_reservations_recovered
-        .inc_by(removed.len() as u64);
+    for h in &removed.handles {
+        log::warn!(
+            "Released a {} reservation whose holder is gone (a crash, or a lease that expired, during its bind); the broker may hold an unrecorded handle, which its own orphan check finds. guid={} instance_guid={} created_at={}",
+            h.holder.kind().as_str(), h.guid, h.instance_guid, h.created_at
+        );
+    }
+    let count = removed.instances.len() + removed.handles.len();
+    metrics.store_reservations_recovered.inc_by(count as u64);
     log::info!(
-        "Store recovery done. owner={:?} predecessor_gone={} released={}",
+        "Store recovery done. owner={:?} predecessor_gone={} released={} released_handles={}",
         policy.owner,
         policy.predecessor_gone,
-        removed.len()
+        removed.instances.len(),
+        removed.handles.len()
     );
     Ok(removed)
 }
@@ -51,7 +57,7 @@ mod tests {
             predecessor_gone: true,
         };
         let removed = recover(&store, &metrics, &policy).await.unwrap();
-        assert_eq!(removed, [reservation]);
+        assert_eq!(removed.instances, [reservation]);
         assert_eq!(metrics.store_reservations_recovered.get(), 1);
         assert!(store.is_empty());
     }

@@ -1,90 +1,34 @@
-//! Where instances are recorded: the [`Store`] port the use cases talk to, and the backends
-//! behind it (embedded SQLite; an in-memory one for use-case tests). A name is reserved (a row
-//! in [`State::Reserved`], unique per space, held under a [`Lease`]) before the broker is
-//! called, and becomes [`State::Created`] only when the broker's answer is committed.
+//! Where instances and their handles are recorded: the [`Store`] port the use cases talk to,
+//! and the backends behind it (embedded SQLite; an in-memory one for use-case tests).
+//!
+//! Every broker call is guarded by a row state taken before it, atomically, under a [`Lease`]:
+//! a name is reserved ([`State::Reserved`], unique per space) before a provision and becomes
+//! [`State::Created`] only when the broker's answer is committed; a delete moves the instance
+//! (and its handles) to [`State::Deleting`] before the broker is called and removes it only
+//! once the broker confirmed; binds and unbinds do the same to their handle. A second
+//! operation on a row in flight is refused ([`StoreError::InProgress`]), so the broker is
+//! never called twice for one operation.
 
 mod memory;
+mod records;
 mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
+pub use records::{
+    CreatedInstance, HandleField, HandleGrant, HandleKind, HandleQuery, HandleRecord,
+    HandleReservation, HandleState, Holder, InstanceField, InstanceQuery, InstanceRecord,
+    InstanceUpdate, Lease, ListQuery, Listed, Operation, Provisioned, Recovered, Reservation,
+    State, Unfinished,
+};
 pub use sqlite::{SchemaVersion, SqliteOptions, SqliteStore, Synchronous};
 
 use async_trait::async_trait;
-use serde_json::value::RawValue;
 
 /// The cause an error keeps, whatever the backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What a reservation holds: everything known before the broker answers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reservation {
-    pub guid: String,
-    pub name: String,
-    pub space_guid: String,
-    pub organization_guid: Option<String>,
-    pub service_plan_guid: String,
-    pub broker: String,
-    pub tags: Vec<String>,
-    pub creator_user_id: String,
-    pub creator_email: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
-}
-
-/// What the broker answered, committed onto the reservation.
-#[derive(Debug, Clone)]
-pub struct Provisioned {
-    pub broker_service_id: String,
-    pub gateway_data: Box<RawValue>,
-    pub credentials: Box<RawValue>,
-    pub dashboard_url: Option<String>,
-}
-
-/// An instance the broker provisioned and the store committed: what a 201 shows.
-#[derive(Debug, Clone)]
-pub struct CreatedInstance {
-    pub reservation: Reservation,
-    pub provisioned: Provisioned,
-}
-
-/// Who holds a reservation and until when (unix seconds).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The `[store] owner` of the process that reserved.
-    pub owner: String,
-    pub expires_at: i64,
-}
-
-impl Lease {
-    /// Whether the holder's time is up at `now`: from `expires_at` on, anyone may resolve it.
-    pub fn expired(&self, now: i64) -> bool {
-        self.expires_at <= now
-    }
-}
-
-/// Lifecycle of a row. The state carries its data, so an impossible pair (a reservation with
-/// credentials, a created instance without them) cannot be built.
-///
-/// Room is left for what a later lifecycle issue adds: a `Deleting` state (held under a
-/// lease while the broker deprovisions, like a reservation), and bindings and service keys,
-/// which belong to a created instance.
-#[derive(Debug, Clone)]
-pub enum State {
-    /// The name is held while the broker is called.
-    Reserved(Lease),
-    /// The broker provisioned it and the answer is committed.
-    Created(Provisioned),
-}
-
-/// A stored instance.
-#[derive(Debug, Clone)]
-pub struct InstanceRecord {
-    pub reservation: Reservation,
-    pub state: State,
-}
 
 /// Why a store call failed, modelled on pingora's error: what kind, whether a retry may help,
 /// and the cause. `Display` never includes credentials: values are bound as parameters, never
@@ -96,6 +40,21 @@ pub enum StoreError {
     NameTaken,
     #[error("no reservation {0} to commit")]
     NoReservation(String),
+    /// No row the operation applies to: none with the guid, or one still being created.
+    #[error("not found")]
+    NotFound,
+    /// Another operation holds the row (or its instance) at a broker now.
+    #[error("another operation is in progress")]
+    InProgress,
+    /// A delete without `recursive` of an instance that has bindings or keys.
+    #[error("the instance has bindings or service keys")]
+    NotEmpty,
+    /// The app is bound to the instance already.
+    #[error("the app is bound to this instance already")]
+    AppBound,
+    /// The instance has a service key of that name already.
+    #[error("the service key name is taken for this instance")]
+    KeyNameTaken,
     /// The backend cannot serve now: busy or locked (`retryable`), or lost — cannot be opened,
     /// I/O failing, its writer gone (not retryable: a retry would fail the same way).
     #[error("store unavailable{}: {source}", retry_note(*.retryable))]
@@ -130,9 +89,9 @@ impl StoreError {
     }
 }
 
-/// What a start resolves: reservations whose lease expired (any owner), and — when the
+/// What a start resolves: rows in flight whose lease expired (any owner), and — when the
 /// previous process of `owner` is known to be gone (a normal start, not `run --upgrade`) —
-/// every reservation `owner` holds.
+/// every one `owner` holds.
 #[derive(Debug, Clone)]
 pub struct RecoveryPolicy {
     pub owner: String,
@@ -177,12 +136,94 @@ pub trait Store: Send + Sync {
     /// Called by reads. `Ok(None)`: no row `guid`.
     async fn get(&self, guid: &str) -> Result<Option<InstanceRecord>, StoreError>;
 
+    /// Called by lists: created and deleting instances, never reservations.
+    async fn list(&self, query: &InstanceQuery) -> Result<Listed<InstanceRecord>, StoreError>;
+
+    /// Called by a rename or retag, after the name rules passed.
+    ///
+    /// Changes a created instance's name and tags, sets `last_operation` to update and
+    /// `updated_at`. `NotFound`: no created or deleting instance `guid`. `InProgress`: it is
+    /// being deleted. `NameTaken`: another instance of its space has the new name. Any error
+    /// changes nothing.
+    async fn update(&self, guid: &str, update: &InstanceUpdate) -> Result<(), StoreError>;
+
+    /// Called by a delete, before any broker call.
+    ///
+    /// Moves created instance `guid` — and, with `recursive`, every handle of it — to deleting
+    /// under `lease`. `NotFound`: no created or deleting instance `guid`. `InProgress`: it, or
+    /// one of its handles, is held by another operation (a delete, a bind, an unbind).
+    /// `NotEmpty`: it has handles and `recursive` is false. Any error changes nothing.
+    async fn begin_delete(
+        &self,
+        guid: &str,
+        lease: &Lease,
+        recursive: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Called when the broker refused a delete: deleting instance `guid` and its deleting
+    /// handles are created again. `Ok` also when it is not deleting.
+    async fn abort_delete(&self, guid: &str) -> Result<(), StoreError>;
+
+    /// Called when the broker deprovisioned: removes deleting instance `guid`. Its handles must
+    /// be gone already (each removed by [`Store::finish_unbind`] once the broker unbound it).
+    /// `Ok` also when there is no row (finished by another start); `NotFound` when it is not
+    /// deleting; `NotEmpty` when a handle is left.
+    async fn finish_delete(&self, guid: &str) -> Result<(), StoreError>;
+
+    /// Called by a bind or a key create, after every check passed and before the broker is
+    /// called.
+    ///
+    /// Holds a handle of `handle.instance_guid` under `lease`. `NotFound`: no created instance
+    /// of that guid (none, being created, or deleting — see next). `InProgress`: the instance
+    /// is being deleted. `AppBound`: the app has a binding (of any state) to the instance.
+    /// `KeyNameTaken`: the instance has a key of that name. Any error reserves nothing.
+    async fn reserve_handle(
+        &self,
+        handle: &HandleReservation,
+        lease: &Lease,
+    ) -> Result<(), StoreError>;
+
+    /// Called when a bind failed: drops handle reservation `guid`. `Ok` also when there is
+    /// none; a created handle is never removed by it.
+    async fn release_handle(&self, guid: &str) -> Result<(), StoreError>;
+
+    /// Called when the broker bound, before the 201 is sent: reservation `guid` becomes a
+    /// created handle holding `grant`, durably. `NoReservation` as [`Store::commit`].
+    async fn commit_handle(&self, guid: &str, grant: &HandleGrant) -> Result<(), StoreError>;
+
+    /// A binding or key of any state. `Ok(None)`: no handle `guid`.
+    async fn get_handle(&self, guid: &str) -> Result<Option<HandleRecord>, StoreError>;
+
+    /// Created and deleting handles of one kind, never reservations.
+    async fn list_handles(&self, query: &HandleQuery) -> Result<Listed<HandleRecord>, StoreError>;
+
+    /// Called by an unbind or a key delete, before the broker is called: created handle `guid`
+    /// becomes deleting under `lease`. `NotFound`: no created or deleting handle `guid`.
+    /// `InProgress`: it, or its instance, is held by another operation.
+    async fn begin_unbind(&self, guid: &str, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Called when the broker refused an unbind: deleting handle `guid` is created again.
+    async fn abort_unbind(&self, guid: &str) -> Result<(), StoreError>;
+
+    /// Called when the broker unbound: removes deleting handle `guid`. `Ok` also when there is
+    /// no row; `NotFound` when it is not deleting.
+    async fn finish_unbind(&self, guid: &str) -> Result<(), StoreError>;
+
+    /// Called in the background, at start and then periodically: takes over the deletes and
+    /// unbinds whose holder `policy` resolves, re-leasing each to `lease`, and returns them.
+    async fn claim_unfinished(
+        &self,
+        policy: &RecoveryPolicy,
+        lease: &Lease,
+    ) -> Result<Unfinished, StoreError>;
+
     /// Called by the readiness probe (`/readyz`). `Ok`: a round trip to the backend answered;
     /// an error makes the gateway not ready.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Called once at start, before the gateway serves. Removes every reservation `policy`
-    /// resolves and returns them, oldest first, so the caller can report each one: the broker
-    /// may hold an instance nobody recorded. Created rows are never touched.
-    async fn recover(&self, policy: &RecoveryPolicy) -> Result<Vec<Reservation>, StoreError>;
+    /// Called once at start, before the gateway serves. Removes every reservation (of an
+    /// instance or a handle) `policy` resolves and returns them, oldest first, so the caller
+    /// can report each one: the broker may hold an instance or handle nobody recorded. Created
+    /// and deleting rows are never touched here (see [`Store::claim_unfinished`]).
+    async fn recover(&self, policy: &RecoveryPolicy) -> Result<Recovered, StoreError>;
 }

@@ -8,11 +8,16 @@ use rusqlite::ErrorCode;
 
 use crate::store::{BoxError, StoreError};
 
-/// How SQLite names the schema's per-space `UNIQUE (space_guid, name)` in a failure message.
+/// How SQLite names the schema's unique indexes a client can run into, in a failure message:
+/// the per-space instance name, one binding per app, the per-instance key name.
 const NAME_UNIQUE_COLUMNS: &str = "service_instances.space_guid, service_instances.name";
+const APP_UNIQUE_COLUMNS: &str = "service_handles.instance_guid, service_handles.app_guid";
+const KEY_UNIQUE_COLUMNS: &str = "service_handles.instance_guid, service_handles.name";
 
 enum Kind {
     NameTaken,
+    AppBound,
+    KeyNameTaken,
     /// Another connection holds the lock past the busy timeout: the same call may pass later.
     Busy,
     /// The file cannot be opened, read or written (I/O error, disk full, permissions, not a
@@ -26,15 +31,17 @@ fn kind(e: &rusqlite::Error) -> Kind {
         return Kind::Other;
     };
     match failure.code {
-        // Only the per-space name index means "taken"; a duplicate guid (the primary key) is
-        // also a UNIQUE failure, but a bug, not something a client did.
+        // Only these indexes mean "taken"; a duplicate guid (a primary key) is also a UNIQUE
+        // failure, but a bug, not something a client did.
         ErrorCode::ConstraintViolation
-            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                && message
-                    .as_deref()
-                    .is_some_and(|m| m.ends_with(NAME_UNIQUE_COLUMNS)) =>
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
         {
-            Kind::NameTaken
+            match message.as_deref() {
+                Some(m) if m.ends_with(NAME_UNIQUE_COLUMNS) => Kind::NameTaken,
+                Some(m) if m.ends_with(APP_UNIQUE_COLUMNS) => Kind::AppBound,
+                Some(m) if m.ends_with(KEY_UNIQUE_COLUMNS) => Kind::KeyNameTaken,
+                _ => Kind::Other,
+            }
         }
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Kind::Busy,
         ErrorCode::CannotOpen
@@ -51,6 +58,8 @@ fn kind(e: &rusqlite::Error) -> Kind {
 fn classified(kind: Kind, source: BoxError) -> StoreError {
     match kind {
         Kind::NameTaken => StoreError::NameTaken,
+        Kind::AppBound => StoreError::AppBound,
+        Kind::KeyNameTaken => StoreError::KeyNameTaken,
         Kind::Busy => StoreError::Unavailable {
             retryable: true,
             source,

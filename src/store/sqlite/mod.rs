@@ -10,7 +10,7 @@
 
 mod connection;
 mod error;
-mod reads;
+pub(crate) mod reads;
 mod recovery;
 mod schema;
 mod writer;
@@ -29,7 +29,11 @@ use async_trait::async_trait;
 use self::error::joined;
 use self::reads::Reads;
 use self::writer::{WalLimits, Write, Writer};
-use super::{InstanceRecord, Lease, Provisioned, RecoveryPolicy, Reservation, Store, StoreError};
+use super::{
+    HandleGrant, HandleQuery, HandleRecord, HandleReservation, InstanceQuery, InstanceRecord,
+    InstanceUpdate, Lease, Listed, Provisioned, Recovered, RecoveryPolicy, Reservation, Store,
+    StoreError, Unfinished,
+};
 
 /// How a store is opened.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +84,10 @@ impl SqliteStore {
         self.schema
     }
 
+    async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.writer()?.write(write).await
+    }
+
     fn writer(&self) -> Result<&Writer, StoreError> {
         if let Some(w) = self.writer.get() {
             return Ok(w);
@@ -93,23 +101,104 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn reserve(&self, r: &Reservation, lease: &Lease) -> Result<(), StoreError> {
-        self.writer()?
-            .write(Write::Reserve(r.clone(), lease.clone()))
-            .await
+        self.write(Write::Reserve(r.clone(), lease.clone())).await
     }
 
     async fn release(&self, guid: &str) -> Result<(), StoreError> {
-        self.writer()?.write(Write::Release(guid.to_string())).await
+        self.write(Write::Release(guid.to_string())).await
     }
 
     async fn commit(&self, guid: &str, p: &Provisioned) -> Result<(), StoreError> {
-        self.writer()?
-            .write(Write::Commit(guid.to_string(), p.clone()))
-            .await
+        self.write(Write::Commit(guid.to_string(), p.clone())).await
     }
 
     async fn get(&self, guid: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.reads.get(guid).await
+    }
+
+    async fn list(&self, query: &InstanceQuery) -> Result<Listed<InstanceRecord>, StoreError> {
+        self.reads.list(query).await
+    }
+
+    async fn update(&self, guid: &str, update: &InstanceUpdate) -> Result<(), StoreError> {
+        self.write(Write::Update(guid.to_string(), update.clone()))
+            .await
+    }
+
+    async fn begin_delete(
+        &self,
+        guid: &str,
+        lease: &Lease,
+        recursive: bool,
+    ) -> Result<(), StoreError> {
+        self.write(Write::BeginDelete {
+            guid: guid.to_string(),
+            lease: lease.clone(),
+            recursive,
+        })
+        .await
+    }
+
+    async fn abort_delete(&self, guid: &str) -> Result<(), StoreError> {
+        self.write(Write::AbortDelete(guid.to_string())).await
+    }
+
+    async fn finish_delete(&self, guid: &str) -> Result<(), StoreError> {
+        self.write(Write::FinishDelete(guid.to_string())).await
+    }
+
+    async fn reserve_handle(
+        &self,
+        handle: &HandleReservation,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        self.write(Write::ReserveHandle(handle.clone(), lease.clone()))
+            .await
+    }
+
+    async fn release_handle(&self, guid: &str) -> Result<(), StoreError> {
+        self.write(Write::ReleaseHandle(guid.to_string())).await
+    }
+
+    async fn commit_handle(&self, guid: &str, grant: &HandleGrant) -> Result<(), StoreError> {
+        self.write(Write::CommitHandle(guid.to_string(), grant.clone()))
+            .await
+    }
+
+    async fn get_handle(&self, guid: &str) -> Result<Option<HandleRecord>, StoreError> {
+        self.reads.get_handle(guid).await
+    }
+
+    async fn list_handles(&self, query: &HandleQuery) -> Result<Listed<HandleRecord>, StoreError> {
+        self.reads.list_handles(query).await
+    }
+
+    async fn begin_unbind(&self, guid: &str, lease: &Lease) -> Result<(), StoreError> {
+        self.write(Write::BeginUnbind(guid.to_string(), lease.clone()))
+            .await
+    }
+
+    async fn abort_unbind(&self, guid: &str) -> Result<(), StoreError> {
+        self.write(Write::AbortUnbind(guid.to_string())).await
+    }
+
+    async fn finish_unbind(&self, guid: &str) -> Result<(), StoreError> {
+        self.write(Write::FinishUnbind(guid.to_string())).await
+    }
+
+    /// On a connection of its own, like [`Store::recover`]: rare, and off the writer's queue.
+    async fn claim_unfinished(
+        &self,
+        policy: &RecoveryPolicy,
+        lease: &Lease,
+    ) -> Result<Unfinished, StoreError> {
+        let (path, synchronous) = (self.path.clone(), self.synchronous);
+        let (policy, lease) = (policy.clone(), lease.clone());
+        tokio::task::spawn_blocking(move || {
+            recovery::claim_unfinished(&path, synchronous, &policy, &lease)
+        })
+        .await
+        .map_err(joined)?
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -118,7 +207,7 @@ impl Store for SqliteStore {
 
     /// On a connection of its own, closed before it returns: a start recovers before the fork
     /// of daemon mode.
-    async fn recover(&self, policy: &RecoveryPolicy) -> Result<Vec<Reservation>, StoreError> {
+    async fn recover(&self, policy: &RecoveryPolicy) -> Result<Recovered, StoreError> {
         let (path, synchronous, policy) = (self.path.clone(), self.synchronous, policy.clone());
         tokio::task::spawn_blocking(move || recovery::recover(&path, synchronous, &policy))
             .await

@@ -25,6 +25,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         description: "reservation leases; a state check later states fit",
         sql: include_str!("../../../migrations/sqlite/0002_leases.sql"),
     },
+    Migration {
+        version: 3,
+        description: "the lifecycle: last operation, list indexes, bindings and service keys",
+        sql: include_str!("../../../migrations/sqlite/0003_lifecycle.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

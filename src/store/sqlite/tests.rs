@@ -82,7 +82,7 @@ async fn committed_rows_survive_reopen_and_reservations_are_recovered() {
             .unwrap();
     }
     let store = open(&path, Synchronous::Full);
-    let recovered = store.recover(&after_a_crash()).await.unwrap();
+    let recovered = store.recover(&after_a_crash()).await.unwrap().instances;
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].guid, "crashed");
     let done = store.get("done").await.unwrap().unwrap();
@@ -259,8 +259,11 @@ async fn a_store_from_before_migrations_migrates_with_its_rows() {
 
     let store = open(&path, Synchronous::Full);
     assert_eq!(store.schema().found, 1, "recognised as version 1");
-    assert_eq!(versions(&path), (2, vec![1, 2]));
+    let latest = schema::LATEST;
+    assert_eq!(versions(&path), (latest, (1..=latest).collect()));
     let made = store.get("c1").await.unwrap().unwrap();
+    assert_eq!(made.last_operation, crate::store::Operation::Create);
+    assert_eq!(made.updated_at, None);
     assert_eq!(made.reservation.tags, ["a"]);
     assert_eq!(made.reservation.creator_email.as_deref(), Some("u@x"));
     assert!(matches!(made.state, State::Created(ref p) if p.credentials.get() == r#"{"pw":"x"}"#));
@@ -274,7 +277,7 @@ async fn a_store_from_before_migrations_migrates_with_its_rows() {
         predecessor_gone: false,
         ..after_a_crash()
     };
-    let recovered = store.recover(&upgrade).await.unwrap();
+    let recovered = store.recover(&upgrade).await.unwrap().instances;
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].name, "held");
     // The name constraint is still per space.
@@ -303,7 +306,7 @@ async fn a_row_written_without_a_lease_reads_as_expired() {
         predecessor_gone: false,
         ..after_a_crash()
     };
-    assert_eq!(store.recover(&upgrade).await.unwrap().len(), 1);
+    assert_eq!(store.recover(&upgrade).await.unwrap().instances.len(), 1);
 }
 
 #[test]
@@ -362,8 +365,56 @@ async fn the_checked_in_store_from_before_migrations_migrates() {
             record.state
         );
     }
-    let recovered = store.recover(&after_a_crash()).await.unwrap();
+    let recovered = store.recover(&after_a_crash()).await.unwrap().instances;
     let names: Vec<_> = recovered.iter().map(|r| r.guid.as_str()).collect();
     assert_eq!(names, ["reserved-1", "reserved-2"]);
     assert!(store.get("created-1").await.unwrap().is_some());
+}
+
+#[test]
+fn lists_by_space_name_or_plan_are_served_from_indexes() {
+    use crate::store::{InstanceField, ListQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite3");
+    drop(open(&path, Synchronous::Full));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // Statistics as a store with many rows has them, so the planner weighs the indexes.
+    conn.execute_batch("ANALYZE").unwrap();
+    for field in [
+        InstanceField::SpaceGuid,
+        InstanceField::Name,
+        InstanceField::ServicePlanGuid,
+        InstanceField::GatewayName,
+        InstanceField::OrganizationGuid,
+    ] {
+        let query = ListQuery {
+            conditions: vec![(field, vec!["x".into()])],
+            descending: false,
+            offset: 0,
+            limit: 50,
+        };
+        let plans = reads::instance_list_plans(&conn, &query).unwrap();
+        assert!(
+            plans
+                .iter()
+                .all(|step| !step.starts_with("SCAN service_instances")),
+            "{field:?}: {plans:#?}"
+        );
+        assert!(
+            plans.iter().any(|step| step.contains("USING INDEX")),
+            "{field:?}: {plans:#?}"
+        );
+    }
+    // The whole list in creation order walks its index instead of sorting the table.
+    let everything = ListQuery {
+        conditions: vec![],
+        descending: true,
+        offset: 0,
+        limit: 50,
+    };
+    let plans = reads::instance_list_plans(&conn, &everything).unwrap();
+    assert!(
+        plans.iter().all(|step| !step.contains("TEMP B-TREE")),
+        "{plans:#?}"
+    );
 }
