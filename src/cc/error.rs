@@ -75,6 +75,25 @@ impl ApiError {
             "The request is invalid".into(),
         )
     }
+    /// CC's `BadQueryParameter`: a list query CC (or brokergate's bounds) refuses.
+    pub fn bad_query_parameter(detail: &str) -> Self {
+        e(
+            400,
+            10005,
+            "CF-BadQueryParameter",
+            format!("The query parameter is invalid: {detail}"),
+        )
+    }
+    /// CC's `OrderByParameterInvalid`, which CC answers with status 500: an `order-by` the
+    /// collection does not sort by.
+    pub fn order_by_parameter_invalid(value: &str) -> Self {
+        e(
+            500,
+            10012,
+            "CF-OrderByParameterInvalid",
+            format!("Cannot order by: {value}"),
+        )
+    }
     pub fn not_found() -> Self {
         e(404, 10000, "CF-NotFound", "Unknown request".into())
     }
