@@ -181,3 +181,143 @@ async fn head_and_other_methods_on_an_instance_are_not_owned() {
     let resp = send("HEAD", &url, &[("authorization", &bearer)], Vec::new()).await;
     assert_eq!(resp.status, 404, "{resp:?}");
 }
+
+/// A gateway holding five instances, `list-0` … `list-4`, created in that order.
+async fn gateway_with_five() -> (MockBroker, Gateway, Vec<String>) {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let mut guids = Vec::new();
+    for i in 0..5 {
+        let body = create_body(&format!("list-{i}"));
+        let created = create(&gw.url(), Some(&token::valid_token()), body).await;
+        assert_eq!(created.status, 201, "{created:?}");
+        guids.push(guid_of(&created));
+    }
+    (broker, gw, guids)
+}
+
+async fn list(gw: &Gateway, query: &str, token: Option<&str>) -> Response {
+    get(&format!("{}{INSTANCES}{query}", gw.url()), token).await
+}
+
+fn names(page: &Value) -> Vec<String> {
+    page["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["entity"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_list_pages_in_creation_order_both_ways_keeping_every_q() {
+    let (_broker, gw, guids) = gateway_with_five().await;
+    let token = token::valid_token();
+
+    let all = list(&gw, "", Some(&token)).await;
+    assert_eq!(all.status, 200, "{all:?}");
+    let body = all.json();
+    assert_eq!(body["total_results"], 5);
+    assert_eq!(body["total_pages"], 1);
+    assert_eq!(body["prev_url"], Value::Null);
+    assert_eq!(body["next_url"], Value::Null);
+    assert_eq!(
+        names(&body),
+        ["list-0", "list-1", "list-2", "list-3", "list-4"]
+    );
+    assert_eq!(body["resources"][0]["metadata"]["guid"], guids[0].as_str());
+    // Each resource is the instance's own envelope.
+    let one = read(&gw, &guids[3], Some(&token)).await;
+    assert_eq!(body["resources"][3], one.json());
+
+    // Three pages of two, with a q filter (IN) kept in the links.
+    let q = format!("q=space_guid:{}", support::gateway::SPACE_GUID);
+    let page2 = list(
+        &gw,
+        &format!("?results-per-page=2&page=2&{q}"),
+        Some(&token),
+    )
+    .await;
+    let body = page2.json();
+    assert_eq!(
+        (body["total_results"].clone(), body["total_pages"].clone()),
+        (json!(5), json!(3))
+    );
+    assert_eq!(names(&body), ["list-2", "list-3"]);
+    assert_eq!(
+        body["prev_url"],
+        format!("{INSTANCES}?order-direction=asc&page=1&{q}&results-per-page=2")
+    );
+    assert_eq!(
+        body["next_url"],
+        format!("{INSTANCES}?order-direction=asc&page=3&{q}&results-per-page=2")
+    );
+    let page3 = list(
+        &gw,
+        &format!("?results-per-page=2&page=3&{q}"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(names(&page3.json()), ["list-4"]);
+    assert_eq!(page3.json()["next_url"], Value::Null);
+
+    let newest = list(
+        &gw,
+        "?results-per-page=2&order-direction=desc",
+        Some(&token),
+    )
+    .await;
+    let body = newest.json();
+    assert_eq!(names(&body), ["list-4", "list-3"]);
+    assert_eq!(
+        body["next_url"],
+        format!("{INSTANCES}?order-direction=desc&page=2&results-per-page=2")
+    );
+
+    let picked = list(&gw, "?q=name%20IN%20list-1,list-3,nope", Some(&token)).await;
+    assert_eq!(names(&picked.json()), ["list-1", "list-3"]);
+    let both = list(
+        &gw,
+        &format!(
+            "?q=name:list-2&q=space_guid:{}",
+            support::gateway::SPACE_GUID
+        ),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(names(&both.json()), ["list-2"]);
+    let none = list(&gw, "?q=name:list-2&q=space_guid:elsewhere", Some(&token)).await;
+    assert_eq!(none.json()["total_results"], 0);
+}
+
+#[tokio::test]
+async fn list_errors_are_the_cloud_controllers() {
+    let (_broker, gw, _guids) = gateway_with_five().await;
+    let token = token::valid_token();
+    let resp = list(&gw, "?results-per-page=101", Some(&token)).await;
+    let body = assert_cc_error(&resp, 400, 10005, "CF-BadQueryParameter");
+    assert_eq!(
+        body["description"],
+        "The query parameter is invalid: results_per_page must be <= 100"
+    );
+    let resp = list(&gw, "?q=app_guid:x", Some(&token)).await;
+    assert_cc_error(&resp, 400, 10005, "CF-BadQueryParameter");
+    let resp = list(&gw, "?order-direction=sideways", Some(&token)).await;
+    assert_cc_error(&resp, 400, 10005, "CF-BadQueryParameter");
+
+    let resp = list(&gw, "", Some(&token_with(&["cloud_controller.write"]))).await;
+    assert_cc_error(&resp, 403, 10007, "CF-InsufficientScope");
+    let resp = list(&gw, "", None).await;
+    assert_cc_error(&resp, 401, 10002, "CF-NotAuthenticated");
+
+    // Read-only tokens see every instance's secrets redacted.
+    let resp = list(&gw, "", Some(&token_with(&["cloud_controller.read"]))).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    for r in resp.json()["resources"].as_array().unwrap() {
+        assert_eq!(
+            r["entity"]["credentials"],
+            json!({"redacted_message": "[PRIVATE DATA HIDDEN]"})
+        );
+        assert_eq!(r["entity"]["dashboard_url"], "");
+    }
+}

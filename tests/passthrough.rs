@@ -83,8 +83,8 @@ async fn unowned_requests_reach_the_upstream_unchanged_and_its_answer_comes_back
             "/v2/service_instances/xyz?recursive=true&purge=true",
             Vec::new(),
         ),
-        ("GET", "/v2/service_instances", Vec::new()),
-        ("GET", "/v2/service_instances?q=name:foo&page=2", Vec::new()),
+        // The list is brokergate's (tests/lifecycle.rs); its sub-resources are not.
+        ("GET", "/v2/service_instances/xyz/routes?page=2", Vec::new()),
         (
             "PUT",
             "/v2/service_instances/xyz?accepts_incomplete=true",
@@ -318,7 +318,7 @@ async fn without_upstream_unowned_routes_get_cc_not_found() {
         ("GET", "/", Vec::new()),
         ("PUT", "/v2/apps/abc", br#"{"name":"x"}"#.to_vec()),
         ("DELETE", "/v2/service_instances/xyz", Vec::new()),
-        ("GET", "/v2/service_instances", Vec::new()),
+        ("GET", "/v2/service_instances/xyz/routes", Vec::new()),
         ("POST", "/v2/apps", br#"{"name":"x"}"#.to_vec()),
         ("PATCH", "/v3/service_instances", br#"{}"#.to_vec()),
     ];

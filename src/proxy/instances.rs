@@ -4,11 +4,23 @@
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
 use super::{errors, Outcome};
 use crate::cc::envelope::{instance_url, render_instance, Credentials, InstanceView};
-use crate::cc::request;
 use crate::cc::ApiError;
+use crate::cc::{list, request};
 use crate::clock;
-use crate::service::{Provision, ProvisionError, ReadError, ReadInstance};
-use crate::store::{CreatedInstance, StoreError};
+use crate::service::{ListInstances, Provision, ProvisionError, ReadError, ReadInstance};
+use crate::store::{CreatedInstance, InstanceField, InstanceQuery, ListQuery, StoreError};
+
+/// The `q` fields of the instance list, as the Cloud Controller names them.
+const LIST_FIELDS: &[&str] = &[
+    "name",
+    "space_guid",
+    "service_plan_guid",
+    "gateway_name",
+    "organization_guid",
+];
+
+/// The path the list's page links are built on.
+const LIST_PATH: &str = "/v2/service_instances";
 
 /// `POST /v2/service_instances[?accepts_incomplete=…]`: steps 1 and 2 of the Cloud
 /// Controller's order (decode the body, the `accepts_incomplete` flag) are the wire's; the
@@ -105,6 +117,82 @@ pub fn read<'a>(
             }
         }
     })
+}
+
+/// `GET /v2/service_instances`: the instances brokergate holds, a page at a time, filtered
+/// by CC's `q` (with an `[upstream]`, only brokergate's own: the upstream's are not merged).
+pub fn list<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        let page = match list::parse_preserving(
+            req.query,
+            LIST_FIELDS,
+            &["return_user_provided_service_instances"],
+        ) {
+            Ok(page) => page,
+            Err(e) => {
+                out.error = Some(e.description.clone());
+                return e.into();
+            }
+        };
+        let query = store_query(&page);
+        let command = ListInstances {
+            query: &query,
+            caller: req.caller,
+            scope: req.scope,
+        };
+        match uc.reader.list(command).await {
+            Ok(seen) => {
+                let resources: Vec<Vec<u8>> = seen
+                    .instances
+                    .iter()
+                    .map(|instance| render(instance, seen.secrets_visible))
+                    .collect();
+                Disposition::Reply(Answer {
+                    status: 200,
+                    body: list::render_page(LIST_PATH, &page, seen.total, &resources),
+                    location: None,
+                })
+            }
+            Err(e) => {
+                let store = match &e {
+                    ReadError::Store(store_err) => Some(store_err),
+                    _ => None,
+                };
+                let scope = matches!(e, ReadError::InsufficientScope);
+                refuse(out, req.request_id, &e, scope, store, errors::from_read(&e))
+            }
+        }
+    })
+}
+
+/// The store's form of a parsed list query.
+fn store_query(page: &list::ListQuery) -> InstanceQuery {
+    let conditions = page
+        .filters
+        .iter()
+        .filter_map(|f| {
+            let field = match f.field {
+                "name" => InstanceField::Name,
+                "space_guid" => InstanceField::SpaceGuid,
+                "service_plan_guid" => InstanceField::ServicePlanGuid,
+                "gateway_name" => InstanceField::GatewayName,
+                "organization_guid" => InstanceField::OrganizationGuid,
+                // `parse` admits only LIST_FIELDS.
+                _ => return None,
+            };
+            Some((field, f.values.clone()))
+        })
+        .collect();
+    ListQuery {
+        conditions,
+        descending: page.direction == list::Direction::Desc,
+        offset: page.offset(),
+        limit: u32::try_from(page.limit()).unwrap_or(list::MAX_PER_PAGE),
+    }
 }
 
 /// A use case's refusal, as every handler records it: a missing scope is counted as an auth

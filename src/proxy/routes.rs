@@ -46,6 +46,14 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: http::Method::GET,
+        pattern: "/v2/service_instances",
+        template: "/v2/service_instances",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: instances::list,
+    },
+    Route {
+        method: http::Method::GET,
         pattern: "/v2/service_instances/:guid",
         template: "/v2/service_instances/:guid",
         scope: Scope::Read,
@@ -228,7 +236,10 @@ mod tests {
             owned(http::Method::GET, "/v2/service_instances/some-guid"),
             Some("/v2/service_instances/:guid")
         );
-        assert_eq!(owned(http::Method::GET, "/v2/service_instances"), None);
+        assert_eq!(
+            owned(http::Method::GET, "/v2/service_instances"),
+            Some("/v2/service_instances")
+        );
         assert_eq!(owned(http::Method::GET, "/v2/info"), None);
         assert_eq!(owned(http::Method::HEAD, "/v2/service_instances"), None);
         for r in ROUTES {

@@ -13,4 +13,4 @@ pub use broker::{
     ProvisionOrder,
 };
 pub use provision::{Outcome, Provision, ProvisionError, Provisioner, Trace};
-pub use read::{ReadError, ReadInstance, Reader, VisibleInstance};
+pub use read::{ListInstances, ReadError, ReadInstance, Reader, VisibleInstance, VisiblePage};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::auth::{Identity, Scope};
-use crate::store::{CreatedInstance, State, Store, StoreError};
+use crate::store::{CreatedInstance, InstanceQuery, Listed, State, Store, StoreError};
 
 /// `GET /v2/service_instances/:guid`, as a command.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,24 @@ pub enum ReadError {
     InsufficientScope,
     #[error("{0}")]
     Store(StoreError),
+}
+
+/// `GET /v2/service_instances`, as a command.
+#[derive(Debug, Clone, Copy)]
+pub struct ListInstances<'a> {
+    pub query: &'a InstanceQuery,
+    pub caller: &'a Identity,
+    /// The scope the route needs.
+    pub scope: Scope,
+}
+
+/// A page of instances as one caller may see them.
+#[derive(Debug)]
+pub struct VisiblePage {
+    pub total: u64,
+    pub instances: Vec<CreatedInstance>,
+    /// As [`VisibleInstance::secrets_visible`], for every instance of the page.
+    pub secrets_visible: bool,
 }
 
 pub struct Reader {
@@ -67,6 +85,32 @@ impl Reader {
                 reservation: record.reservation,
                 provisioned,
             },
+            secrets_visible: cmd.caller.allows(Scope::Write),
+        })
+    }
+}
+
+impl Reader {
+    /// The scope first (a list has nothing to find), then one page from the store: the
+    /// instances brokergate holds, created or being deleted.
+    pub async fn list(&self, cmd: ListInstances<'_>) -> Result<VisiblePage, ReadError> {
+        if !cmd.caller.allows(cmd.scope) {
+            return Err(ReadError::InsufficientScope);
+        }
+        let Listed { total, items } = self.store.list(cmd.query).await.map_err(ReadError::Store)?;
+        let instances = items
+            .into_iter()
+            .filter_map(|record| {
+                let provisioned = record.provisioned()?.clone();
+                Some(CreatedInstance {
+                    reservation: record.reservation,
+                    provisioned,
+                })
+            })
+            .collect();
+        Ok(VisiblePage {
+            total,
+            instances,
             secrets_visible: cmd.caller.allows(Scope::Write),
         })
     }
