@@ -438,11 +438,11 @@ fn migrate_brings_a_store_from_before_migrations_forward_and_prints_the_version(
 
     let out = migrate();
     assert!(out.status.success(), "{out:?}");
-    assert!(out.stdout.contains("schema version 2 (was 1)"), "{out:?}");
+    assert!(out.stdout.contains("schema version 3 (was 1)"), "{out:?}");
     let again = migrate();
     assert!(again.status.success(), "{again:?}");
     assert!(
-        again.stdout.contains("schema version 2 (was 2)"),
+        again.stdout.contains("schema version 3 (was 3)"),
         "{again:?}"
     );
 }
