@@ -107,14 +107,7 @@ pub fn read<'a>(
                 location: None,
             }),
             Err(e @ ReadError::NotFound { .. }) => Disposition::NotOurs(errors::from_read(&e)),
-            Err(e) => {
-                let store = match &e {
-                    ReadError::Store(store_err) => Some(store_err),
-                    _ => None,
-                };
-                let scope = matches!(e, ReadError::InsufficientScope);
-                refuse(out, req.request_id, &e, scope, store, errors::from_read(&e))
-            }
+            Err(e) => refuse_read(out, req.request_id, &e),
         }
     })
 }
@@ -157,14 +150,7 @@ pub fn list<'a>(
                     location: None,
                 })
             }
-            Err(e) => {
-                let store = match &e {
-                    ReadError::Store(store_err) => Some(store_err),
-                    _ => None,
-                };
-                let scope = matches!(e, ReadError::InsufficientScope);
-                refuse(out, req.request_id, &e, scope, store, errors::from_read(&e))
-            }
+            Err(e) => refuse_read(out, req.request_id, &e),
         }
     })
 }
@@ -193,6 +179,16 @@ fn store_query(page: &list::ListQuery) -> InstanceQuery {
         offset: page.offset(),
         limit: u32::try_from(page.limit()).unwrap_or(list::MAX_PER_PAGE),
     }
+}
+
+/// A read's or a list's refusal, recorded as [`refuse`] does.
+fn refuse_read(out: &mut Outcome, request_id: &str, e: &ReadError) -> Disposition {
+    let store = match e {
+        ReadError::Store(store_err) => Some(store_err),
+        _ => None,
+    };
+    let scope = matches!(e, ReadError::InsufficientScope);
+    refuse(out, request_id, e, scope, store, errors::from_read(e))
 }
 
 /// A use case's refusal, as every handler records it: a missing scope is counted as an auth
