@@ -35,12 +35,20 @@ impl Answer {
 
 type Script = dyn Fn(usize, usize) -> Answer + Send + Sync;
 
+/// One request as read: its head exactly as sent (request line and headers, up to and with
+/// the blank line) and its body's bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
+}
+
 /// Answers each request by (connection number, request number on that connection), both
-/// from 0, and remembers every request head it read. Stops when dropped.
+/// from 0, and remembers every request it read. Stops when dropped.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     connections: Arc<AtomicUsize>,
-    heads: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<Received>>>,
     task: JoinHandle<()>,
 }
 
@@ -57,8 +65,8 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let (count, seen) = (connections.clone(), heads.clone());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (count, seen) = (connections.clone(), received.clone());
         let script: Arc<Script> = Arc::new(script);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -69,7 +77,7 @@ impl Server {
         Server {
             addr,
             connections,
-            heads,
+            received,
             task,
         }
     }
@@ -85,7 +93,15 @@ impl Server {
 
     /// Every request head read so far, lower-cased.
     pub(crate) fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
+        self.received()
+            .into_iter()
+            .map(|r| r.head.to_lowercase())
+            .collect()
+    }
+
+    /// Every request read so far, head as sent and body, in arrival order.
+    pub(crate) fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
     }
 }
 
@@ -93,13 +109,13 @@ async fn serve(
     mut stream: TcpStream,
     conn: usize,
     script: Arc<Script>,
-    heads: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<Received>>>,
 ) {
     for n in 0.. {
-        let Some(head) = read_request(&mut stream).await else {
+        let Some(request) = read_request(&mut stream).await else {
             return;
         };
-        heads.lock().unwrap().push(head);
+        received.lock().unwrap().push(request);
         match script(conn, n) {
             Answer::Raw(bytes) => {
                 if stream.write_all(&bytes).await.is_err() {
@@ -112,8 +128,8 @@ async fn serve(
     }
 }
 
-/// One request's head (lower-cased), its body read and dropped; `None` at end of stream.
-async fn read_request(stream: &mut TcpStream) -> Option<String> {
+/// One request (a `Content-Length` body at most); `None` at end of stream.
+async fn read_request(stream: &mut TcpStream) -> Option<Received> {
     let mut buf = Vec::new();
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -125,12 +141,17 @@ async fn read_request(stream: &mut TcpStream) -> Option<String> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
-    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let length: usize = head
+        .to_lowercase()
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; (end + length).saturating_sub(buf.len())];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(head)
+    let mut rest = vec![0u8; (end + length).saturating_sub(buf.len())];
+    stream.read_exact(&mut rest).await.ok()?;
+    let mut body = buf[end..].to_vec();
+    body.extend_from_slice(&rest);
+    // Bytes past this body belong to a pipelined request, which these tests never send.
+    body.truncate(length);
+    Some(Received { head, body })
 }
