@@ -37,6 +37,56 @@ pub struct BrokerInstance {
     pub dashboard_url: Option<String>,
 }
 
+/// A binding (`app_id` set) or a service key (`app_id` `None`) to create at the broker that
+/// holds `service_id`: what the v1 bind request carries, and the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOrder<'a> {
+    pub broker: &'a Broker,
+    /// The broker's id of the instance.
+    pub service_id: &'a str,
+    /// The app bound; `None` for a service key.
+    pub app_id: Option<&'a str>,
+    /// `<label>-<version>`.
+    pub label: &'a str,
+    /// The caller's `email` claim.
+    pub email: &'a str,
+    /// The request's `parameters` (v1's `binding_options`), verbatim.
+    pub binding_options: &'a RawValue,
+    /// The caller, for the originating-identity header.
+    pub user_id: &'a str,
+}
+
+/// What a broker answered a bind with (v1's `GatewayHandleResponse`). `configuration` and
+/// `credentials` stay raw JSON so they are stored and returned exactly as sent.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    /// The broker's id of the binding (the response's `service_id`).
+    pub handle_id: String,
+    pub configuration: Box<RawValue>,
+    pub credentials: Box<RawValue>,
+    pub syslog_drain_url: Option<String>,
+}
+
+/// A binding or service key to remove: the v1 unbind request's contents.
+#[derive(Debug, Clone, Copy)]
+pub struct UnbindOrder<'a> {
+    pub broker: &'a Broker,
+    /// The broker's id of the instance.
+    pub service_id: &'a str,
+    /// The broker's id of the binding.
+    pub handle_id: &'a str,
+    /// The `binding_options` the bind sent; v1 sends them again on unbind.
+    pub binding_options: &'a RawValue,
+}
+
+/// How a removal ended. A broker that answers 404 or 410 no longer knows the thing, which is
+/// what removing it asked for; the Cloud Controller's v1 client treats it as deleted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    AlreadyGone,
+}
+
 /// What one broker call looked like, for the access log and metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerCall {
@@ -63,13 +113,21 @@ pub trait BrokerPort: Send + Sync {
         request_id: &str,
     ) -> BrokerAnswer<BrokerInstance>;
 
-    /// Removes the broker's instance `service_id`. Idempotent: `Ok` also when it was gone.
+    /// Removes the broker's instance `service_id`. Idempotent; a broker that no longer knows
+    /// it answers [`Removal::AlreadyGone`].
     async fn deprovision(
         &self,
         broker: &Broker,
         service_id: &str,
         request_id: &str,
-    ) -> BrokerAnswer<()>;
+    ) -> BrokerAnswer<Removal>;
+
+    /// Creates a binding or service key. Never sent twice: a replay could create a second
+    /// handle with its own credentials.
+    async fn bind(&self, order: &BindOrder<'_>, request_id: &str) -> BrokerAnswer<BrokerHandle>;
+
+    /// Removes a binding or service key. Idempotent, as deprovision.
+    async fn unbind(&self, order: &UnbindOrder<'_>, request_id: &str) -> BrokerAnswer<Removal>;
 }
 
 /// A failed broker call, with the request it was (URL without credentials).
@@ -100,7 +158,8 @@ pub enum BrokerFailure {
         description: Option<String>,
         body: String,
     },
-    /// 2xx whose body is not a valid answer; `service_id` if the broker still named one.
+    /// 2xx whose body is not a valid answer; `service_id` if the broker still named one (for
+    /// a bind, the handle id it named).
     #[error("malformed {status} answer: {detail}")]
     Malformed {
         status: u16,

@@ -9,8 +9,8 @@ pub mod recovery;
 pub mod rules;
 
 pub use broker::{
-    BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerInstance, BrokerPort,
-    ProvisionOrder,
+    BindOrder, BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerHandle, BrokerInstance,
+    BrokerPort, ProvisionOrder, Removal, UnbindOrder,
 };
 pub use provision::{Outcome, Provision, ProvisionError, Provisioner, Trace};
 pub use read::{ListInstances, ReadError, ReadInstance, Reader, VisibleInstance, VisiblePage};

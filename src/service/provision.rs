@@ -250,7 +250,8 @@ impl Provisioner {
             .deprovision(&plan.broker, service_id, request_id)
             .await;
         let result = match answer.result {
-            Ok(()) => {
+            // A broker that no longer knows the instance holds no orphan either.
+            Ok(_) => {
                 log::warn!("Orphan mitigated. broker={broker} service_id={service_id}");
                 "success"
             }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::*;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
-use crate::service::{BrokerAnswer, BrokerInstance};
+use crate::service::{BindOrder, BrokerAnswer, BrokerHandle, BrokerInstance, Removal, UnbindOrder};
 use crate::store::{MemoryStore, State};
 use crate::v1::{originating_identity, ProvisionRequest};
 
@@ -66,15 +66,26 @@ impl BrokerPort for FakeBroker {
             call,
         }
     }
-    async fn deprovision(&self, _b: &Broker, service_id: &str, _rid: &str) -> BrokerAnswer<()> {
+    async fn deprovision(
+        &self,
+        _b: &Broker,
+        service_id: &str,
+        _rid: &str,
+    ) -> BrokerAnswer<Removal> {
         self.deletes.lock().unwrap().push(service_id.into());
         BrokerAnswer {
-            result: Ok(()),
+            result: Ok(Removal::Removed),
             call: BrokerCall {
                 status: Some(200),
                 duration: std::time::Duration::ZERO,
             },
         }
+    }
+    async fn bind(&self, _order: &BindOrder<'_>, _rid: &str) -> BrokerAnswer<BrokerHandle> {
+        unreachable!("provisioning never binds")
+    }
+    async fn unbind(&self, _order: &UnbindOrder<'_>, _rid: &str) -> BrokerAnswer<Removal> {
+        unreachable!("provisioning never unbinds")
     }
 }
 
