@@ -135,18 +135,337 @@ async fn broker_json_and_raw_modes() {
 #[tokio::test]
 async fn broker_delete_modes_and_counts() {
     let broker = MockBroker::start(BROKER_TOKEN).await;
-    let r = unprovision(&broker, "svc-9").await;
+    provision(&broker, BROKER_TOKEN, "application/json").await;
+    assert!(broker.holds_instance("svc-1"));
+    let r = unprovision(&broker, "svc-1").await;
     assert_eq!((r.status, r.json()), (200, json!({})));
+    assert!(!broker.holds_instance("svc-1"));
 
-    broker.set_delete_mode(Mode::error(404, 30500, "not found"));
+    // An instance it does not hold (any more) is not found, as at the echo gateway.
+    for id in ["svc-1", "svc-9"] {
+        let r = unprovision(&broker, id).await;
+        assert_eq!(
+            (r.status, r.json()),
+            (
+                404,
+                json!({"code": 32102, "description": format!("Could not find instance: {id}")})
+            )
+        );
+    }
+
+    broker.set_delete_mode(Mode::error(410, 30500, "gone"));
     let r = unprovision(&broker, "svc-10").await;
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 410);
 
-    assert_eq!(broker.delete_count(), 2);
-    assert_eq!(broker.provision_count(), 0);
-    assert_eq!(broker.deleted_ids(), vec!["svc-9", "svc-10"]);
-    assert!(broker.wait_for_deletes(2, T).await);
-    assert!(!broker.wait_for_deletes(3, Duration::from_millis(100)).await);
+    assert_eq!(broker.delete_count(), 4);
+    assert_eq!(broker.provision_count(), 1);
+    assert_eq!(
+        broker.deleted_ids(),
+        vec!["svc-1", "svc-1", "svc-9", "svc-10"]
+    );
+    assert!(broker.wait_for_deletes(4, T).await);
+    assert!(!broker.wait_for_deletes(5, Duration::from_millis(100)).await);
+}
+
+fn broker_headers(token: &str) -> [(&str, &str); 2] {
+    [(TOKEN_HEADER, token), ("content-type", "application/json")]
+}
+
+async fn bind(broker: &MockBroker, instance: &str, body: &Value) -> client::Response {
+    let url = format!(
+        "{}/gateway/v1/configurations/{instance}/handles",
+        broker.url()
+    );
+    send("POST", &url, &broker_headers(BROKER_TOKEN), body).await
+}
+
+async fn unbind(
+    broker: &MockBroker,
+    instance: &str,
+    handle: &str,
+    body: &Value,
+) -> client::Response {
+    let url = format!(
+        "{}/gateway/v1/configurations/{instance}/handles/{handle}",
+        broker.url()
+    );
+    send("DELETE", &url, &broker_headers(BROKER_TOKEN), body).await
+}
+
+fn bind_body(instance: &str) -> Value {
+    json!({"service_id": instance, "app_id": "app-1", "label": "echo-1.0",
+           "email": "dev@example.com", "binding_options": {"k": "v"}})
+}
+
+fn unbind_body(instance: &str, handle: &str) -> Value {
+    json!({"service_id": instance, "handle_id": handle, "binding_options": {"k": "v"}})
+}
+
+#[tokio::test]
+async fn broker_binds_and_unbinds_handles_of_held_instances() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    provision(&broker, BROKER_TOKEN, "application/json").await;
+
+    let first = bind(&broker, "svc-1", &bind_body("svc-1")).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        first.json(),
+        json!({"service_id": "handle-1",
+               "configuration": {"service_id": "svc-1", "binding_options": {"k": "v"}},
+               "credentials": {"host": "127.0.0.1", "port": 5002, "name": "svc-1",
+                               "user": "handle-1", "password": "pw-handle-1"}})
+    );
+    // A service key: no app_id, or a null one (JsonMessage drops nulls).
+    let mut key = bind_body("svc-1");
+    key["app_id"] = Value::Null;
+    let second = bind(&broker, "svc-1", &key).await;
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(second.json()["service_id"], "handle-2");
+    assert_ne!(first.json()["credentials"], second.json()["credentials"]);
+    key.as_object_mut().unwrap().remove("app_id");
+    assert_eq!(
+        bind(&broker, "svc-1", &key).await.json()["service_id"],
+        "handle-3"
+    );
+
+    assert_eq!(
+        broker.issued_handles(),
+        vec!["handle-1", "handle-2", "handle-3"]
+    );
+    assert_eq!(
+        broker.live_handles("svc-1"),
+        vec!["handle-1", "handle-2", "handle-3"]
+    );
+    assert_eq!(broker.bind_count(), 3);
+    let recorded = &broker.bind_requests()[0];
+    assert_eq!(recorded.path, "/gateway/v1/configurations/svc-1/handles");
+    assert_eq!(recorded.json(), bind_body("svc-1"));
+    assert_eq!(broker.provision_count(), 1, "binds are not provisions");
+
+    let r = unbind(
+        &broker,
+        "svc-1",
+        "handle-1",
+        &unbind_body("svc-1", "handle-1"),
+    )
+    .await;
+    assert_eq!((r.status, r.json()), (200, json!({})));
+    assert_eq!(broker.live_handles("svc-1"), vec!["handle-2", "handle-3"]);
+    let r = unbind(
+        &broker,
+        "svc-1",
+        "handle-1",
+        &unbind_body("svc-1", "handle-1"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"code": 30300, "description": "handle-1 not found"})
+        )
+    );
+    let r = unbind(
+        &broker,
+        "svc-7",
+        "handle-2",
+        &unbind_body("svc-7", "handle-2"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"code": 32102, "description": "Could not find instance: svc-7"})
+        )
+    );
+    assert_eq!(broker.unbind_count(), 3);
+    assert_eq!(
+        broker.unbind_requests()[0].path,
+        "/gateway/v1/configurations/svc-1/handles/handle-1"
+    );
+    assert_eq!(
+        broker.unbind_requests()[0].json(),
+        unbind_body("svc-1", "handle-1")
+    );
+    assert_eq!(broker.delete_count(), 0, "unbinds are not unprovisions");
+
+    // Unprovisioning forgets the instance's handles.
+    assert_eq!(unprovision(&broker, "svc-1").await.status, 200);
+    assert!(!broker.holds_instance("svc-1"));
+    assert!(broker.live_handles("svc-1").is_empty());
+    let r = bind(&broker, "svc-1", &bind_body("svc-1")).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"code": 32102, "description": "Could not find instance: svc-1"})
+        )
+    );
+    let r = unbind(
+        &broker,
+        "svc-1",
+        "handle-2",
+        &unbind_body("svc-1", "handle-2"),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(broker.issued_handles().len(), 3);
+
+    assert!(broker.wait_for_binds(4, T).await);
+    assert!(!broker.wait_for_binds(5, Duration::from_millis(100)).await);
+    assert!(broker.wait_for_unbinds(4, T).await);
+    assert!(!broker.wait_for_unbinds(5, Duration::from_millis(100)).await);
+}
+
+#[tokio::test]
+async fn broker_decodes_bind_and_unbind_bodies_strictly() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    provision(&broker, BROKER_TOKEN, "application/json").await;
+    let malformed = json!({"code": 30001, "description": "Malformatted request"});
+
+    let mut bad_binds = Vec::new();
+    for (key, value) in [
+        ("email", Value::Null),
+        ("email", json!(5)),
+        ("label", Value::Null),
+        ("service_id", json!(1)),
+        ("binding_options", Value::Null),
+        ("app_id", json!(7)),
+    ] {
+        let mut body = bind_body("svc-1");
+        body[key] = value.clone();
+        bad_binds.push((format!("{key}: {value}"), body));
+    }
+    let mut missing = bind_body("svc-1");
+    missing.as_object_mut().unwrap().remove("email");
+    bad_binds.push(("no email".into(), missing));
+    bad_binds.push(("an array".into(), json!([bind_body("svc-1")])));
+    for (what, body) in &bad_binds {
+        let r = bind(&broker, "svc-1", body).await;
+        assert_eq!((r.status, r.json()), (400, malformed.clone()), "{what}");
+    }
+    let url = format!("{}/gateway/v1/configurations/svc-1/handles", broker.url());
+    let r = send("POST", &url, &broker_headers(BROKER_TOKEN), "not json").await;
+    assert_eq!((r.status, r.json()), (400, malformed.clone()));
+    // Unknown keys are ignored.
+    let mut extra = bind_body("svc-1");
+    extra["plan"] = json!("free");
+    assert_eq!(bind(&broker, "svc-1", &extra).await.status, 200);
+
+    for key in ["service_id", "handle_id", "binding_options"] {
+        let mut body = unbind_body("svc-1", "handle-1");
+        body.as_object_mut().unwrap().remove(key);
+        let r = unbind(&broker, "svc-1", "handle-1", &body).await;
+        assert_eq!((r.status, r.json()), (400, malformed.clone()), "no {key}");
+    }
+    let url = format!(
+        "{}/gateway/v1/configurations/svc-1/handles/handle-1",
+        broker.url()
+    );
+    let r = send("DELETE", &url, &broker_headers(BROKER_TOKEN), "").await;
+    assert_eq!(
+        (r.status, r.json()),
+        (400, malformed),
+        "a DELETE without a body"
+    );
+    assert_eq!(broker.live_handles("svc-1"), vec!["handle-1"]);
+
+    // The gateway's before filter comes first: Content-Type, then the token.
+    let wrong_token = send(
+        "POST",
+        &format!("{}/gateway/v1/configurations/svc-1/handles", broker.url()),
+        &broker_headers("wrong"),
+        "not json",
+    )
+    .await;
+    assert_eq!(
+        (wrong_token.status, wrong_token.json()),
+        (401, json!({"code": 30100, "description": "Not authorized"}))
+    );
+    let form = [
+        (TOKEN_HEADER, BROKER_TOKEN),
+        ("content-type", FORM_CONTENT_TYPE),
+    ];
+    let wrong_type = send("DELETE", &url, &form, &unbind_body("svc-1", "handle-1")).await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.json()),
+        (
+            400,
+            json!({"code": 30000, "description": "Invalid Content-Type"})
+        )
+    );
+    assert_eq!(broker.live_handles("svc-1"), vec!["handle-1"]);
+}
+
+#[tokio::test]
+async fn broker_bind_and_unbind_modes() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    provision(&broker, BROKER_TOKEN, "application/json").await;
+
+    broker.set_bind_mode(Mode::error(500, 30500, "Internal Error"));
+    let r = bind(&broker, "svc-1", &bind_body("svc-1")).await;
+    assert_eq!((r.status, r.json()["code"].clone()), (500, json!(30500)));
+    assert!(broker.issued_handles().is_empty());
+
+    broker.set_bind_mode(Mode::Delay(Duration::from_millis(300)));
+    let started = Instant::now();
+    let r = bind(&broker, "svc-1", &bind_body("svc-1")).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.json()["service_id"], "handle-1");
+
+    broker.set_bind_mode(Mode::CloseConnection);
+    let url = format!("{}/gateway/v1/configurations/svc-1/handles", broker.url());
+    let r = try_send(
+        "POST",
+        &url,
+        &broker_headers(BROKER_TOKEN),
+        &bind_body("svc-1"),
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(broker.bind_count(), 3, "all three were recorded");
+
+    broker.set_unbind_mode(Mode::Json(
+        410,
+        json!({"code": 30300, "description": "gone"}),
+    ));
+    let r = unbind(
+        &broker,
+        "svc-1",
+        "handle-1",
+        &unbind_body("svc-1", "handle-1"),
+    )
+    .await;
+    assert_eq!(r.status, 410);
+    assert_eq!(
+        broker.live_handles("svc-1"),
+        vec!["handle-1"],
+        "a scripted answer changes nothing"
+    );
+    broker.set_unbind_mode(Mode::Ok);
+    let r = unbind(
+        &broker,
+        "svc-1",
+        "handle-1",
+        &unbind_body("svc-1", "handle-1"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(broker.live_handles("svc-1").is_empty());
+    assert_eq!(broker.unbind_count(), 2);
+    // The other modes stayed as they were.
+    assert_eq!(
+        provision(&broker, BROKER_TOKEN, "application/json")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(unprovision(&broker, "svc-2").await.status, 200);
 }
 
 #[tokio::test]
