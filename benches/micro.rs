@@ -96,7 +96,10 @@ fn envelope_render(c: &mut Criterion) {
                 gateway_data: &gateway_data,
                 dashboard_url: Some("http://dashboard.example.com/svc-1"),
                 tags: &tags,
+                service_guid: Some("3dcca525-780d-5783-84f7-8a1c014e5780"),
+                last_operation: "create",
                 created_at: 1_795_792_284,
+                updated_at: None,
             }))
         })
     });

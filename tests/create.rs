@@ -277,6 +277,7 @@ fn assert_created(resp: &Response, expected: &Expected<'_>, before: &str, after:
             "state_description",
             "last_operation",
             "tags",
+            "service_guid",
             "space_url",
             "service_plan_url",
             "service_bindings_url",
@@ -311,6 +312,12 @@ fn assert_created(resp: &Response, expected: &Expected<'_>, before: &str, after:
     assert_eq!(
         value(&entity, "tags"),
         serde_json::from_str::<Value>(expected.tags).expect("expected tags are JSON")
+    );
+    // The plan's offering: the test config's plan carries label `echo` and version `1.0`, so
+    // its guid is the one derived from them (see the README's configuration section).
+    assert_eq!(
+        value(&entity, "service_guid"),
+        json!("3dcca525-780d-5783-84f7-8a1c014e5780")
     );
     assert_eq!(
         value(&entity, "space_url"),

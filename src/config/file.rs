@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub store: StoreSection,
     pub upstream: Option<UpstreamSection>,
     pub brokers: Vec<BrokerSection>,
+    pub services: Vec<ServiceSection>,
     pub plans: Vec<PlanSection>,
     pub spaces: Vec<SpaceSection>,
 }
@@ -192,14 +193,38 @@ fn default_broker_timeout() -> u64 {
     60
 }
 
+/// A service offering: what the Cloud Controller calls a service, and v1 a label and version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The Cloud Controller service guid (instances show it as `service_guid`).
+    pub guid: String,
+    pub label: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// The v1 gateway that provisions it.
+    pub broker: String,
+}
+
+/// A plan. It names its offering with `service`, or — the older form — carries the offering's
+/// `broker`, `label`, `version` and `provider` itself.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSection {
     /// The Cloud Controller plan guid clients send as `service_plan_guid`.
     pub guid: String,
-    pub broker: String,
-    pub label: String,
-    pub version: String,
+    /// The guid of a `[[services]]` entry.
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub broker: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
     #[serde(default)]
     pub provider: Option<String>,
     /// The plan name sent as `plan`.

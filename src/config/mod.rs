@@ -2,12 +2,14 @@
 //! environment overrides (`load`), and validating it into the [`Runtime`] every request reads.
 
 mod file;
+mod offerings;
 mod runtime;
 mod start;
 mod target;
 
 pub use file::{FileConfig, StoreSection};
-pub use runtime::{Broker, Plan, Runtime, Secret};
+pub use offerings::derived_service_guid;
+pub use runtime::{Broker, Plan, Runtime, Secret, Service};
 pub use start::{LogFormat, LogSettings, StartSettings, StoreSettings};
 pub use target::Target;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::FileConfig;
+use super::offerings;
 use super::{ConfigError, Target};
 use crate::auth::{UaaSettings, Verifier, VerifierSettings};
 
@@ -38,14 +39,25 @@ pub struct Broker {
     pub connect_timeout: Duration,
 }
 
+/// A service offering: the v1 label, version and provider, and the broker behind it.
+#[derive(Debug)]
+pub struct Service {
+    /// The Cloud Controller service guid: declared, or derived from label and version.
+    pub guid: String,
+    pub label: String,
+    pub provider: Option<String>,
+    pub version: String,
+    pub description: String,
+    pub broker: Arc<Broker>,
+}
+
 /// One plan brokergate serves, with everything the v1 provision request needs.
 #[derive(Debug)]
 pub struct Plan {
     pub guid: String,
+    pub service: Arc<Service>,
+    /// The offering's broker.
     pub broker: Arc<Broker>,
-    pub label: String,
-    pub version: String,
-    pub provider: Option<String>,
     pub name: String,
     pub unique_id: String,
 }
@@ -157,39 +169,7 @@ impl Runtime {
             broker_list.push(broker);
         }
 
-        let mut plans = HashMap::new();
-        for (i, p) in file.plans.iter().enumerate() {
-            let key = |k: &str| format!("plans[{i}].{k}");
-            for (k, v) in [
-                ("guid", &p.guid),
-                ("label", &p.label),
-                ("version", &p.version),
-                ("name", &p.name),
-                ("unique_id", &p.unique_id),
-            ] {
-                if v.is_empty() {
-                    return Err(ConfigError::invalid(key(k), "must not be empty"));
-                }
-            }
-            let broker = brokers.get(p.broker.as_str()).ok_or_else(|| {
-                ConfigError::invalid(key("broker"), format!("unknown broker {:?}", p.broker))
-            })?;
-            let plan = Plan {
-                guid: p.guid.clone(),
-                broker: broker.clone(),
-                label: p.label.clone(),
-                version: p.version.clone(),
-                provider: p.provider.clone().filter(|s| !s.is_empty()),
-                name: p.name.clone(),
-                unique_id: p.unique_id.clone(),
-            };
-            if plans.insert(p.guid.clone(), plan).is_some() {
-                return Err(ConfigError::invalid(
-                    key("guid"),
-                    format!("duplicate plan guid {:?}", p.guid),
-                ));
-            }
-        }
+        let plans = offerings::resolve(&file.services, &file.plans, &brokers)?;
 
         let mut spaces = HashMap::new();
         for (i, s) in file.spaces.iter().enumerate() {

@@ -317,7 +317,7 @@ fn failure_of(e: &outbound::Error, classify: fn(u16, &[u8]) -> BrokerFailure) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Plan, Secret, Target};
+    use crate::config::{Plan, Secret, Service, Target};
     use crate::outbound::test_server::{Answer, Server};
 
     fn broker(server: &Server) -> Arc<Broker> {
@@ -332,12 +332,18 @@ mod tests {
     }
 
     async fn provision(client: &V1Client, broker: &Arc<Broker>) -> BrokerAnswer<BrokerInstance> {
+        let service = Arc::new(Service {
+            guid: "S1".into(),
+            label: "echo".into(),
+            provider: None,
+            version: "1.0".into(),
+            description: String::new(),
+            broker: broker.clone(),
+        });
         let plan = Plan {
             guid: "P".into(),
+            service,
             broker: broker.clone(),
-            label: "echo".into(),
-            version: "1.0".into(),
-            provider: None,
             name: "free".into(),
             unique_id: "echo-free".into(),
         };

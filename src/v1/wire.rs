@@ -36,13 +36,13 @@ pub struct ProvisionRequest<'a> {
 impl<'a> ProvisionRequest<'a> {
     /// The body the Cloud Controller sent for `order`.
     pub fn from_order(order: &ProvisionOrder<'a>) -> ProvisionRequest<'a> {
-        let plan = order.plan;
+        let (plan, service) = (order.plan, &*order.plan.service);
         ProvisionRequest {
-            label: format!("{}-{}", plan.label, plan.version),
+            label: format!("{}-{}", service.label, service.version),
             email: order.email,
             plan: &plan.name,
-            version: &plan.version,
-            provider: plan.provider.as_deref(),
+            version: &service.version,
+            provider: service.provider.as_deref(),
             space_guid: order.space_guid,
             organization_guid: order.organization_guid,
             unique_id: &plan.unique_id,

@@ -1,0 +1,188 @@
+//! The service offerings and plans a configuration serves: `[[services]]` resolved to their
+//! brokers, and every `[[plans]]` entry to its offering — a declared one, or (for a plan that
+//! carries `broker`, `label` and `version` itself) one derived per (label, version) with a
+//! stable guid.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::file::{PlanSection, ServiceSection};
+use super::runtime::{Broker, Plan, Service};
+use super::ConfigError;
+
+/// The namespace of derived offering guids, `3d5c3f1e-8b8a-5b0e-9d2f-6c1a7e40b2c9`: fixed
+/// forever, so a derived guid never changes between versions, reloads or replicas.
+const DERIVED_NAMESPACE: Uuid = Uuid::from_u128(0x3d5c_3f1e_8b8a_5b0e_9d2f_6c1a_7e40_b2c9);
+
+/// The guid an offering declared only through its plans gets: UUID v5 in
+/// [`DERIVED_NAMESPACE`] of the JSON array `["<label>","<version>"]` (unambiguous whatever
+/// characters the label holds).
+pub fn derived_service_guid(label: &str, version: &str) -> String {
+    let name = serde_json::json!([label, version]).to_string();
+    Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// The plans, indexed by guid, each pointing at its offering and broker.
+pub fn resolve(
+    services: &[ServiceSection],
+    plans: &[PlanSection],
+    brokers: &HashMap<&str, Arc<Broker>>,
+) -> Result<HashMap<String, Plan>, ConfigError> {
+    let mut declared: HashMap<&str, Arc<Service>> = HashMap::new();
+    for (i, s) in services.iter().enumerate() {
+        let key = |k: &str| format!("services[{i}].{k}");
+        for (k, v) in [
+            ("guid", &s.guid),
+            ("label", &s.label),
+            ("version", &s.version),
+        ] {
+            if v.is_empty() {
+                return Err(ConfigError::invalid(key(k), "must not be empty"));
+            }
+        }
+        let service = Arc::new(Service {
+            guid: s.guid.clone(),
+            label: s.label.clone(),
+            provider: s.provider.clone().filter(|p| !p.is_empty()),
+            version: s.version.clone(),
+            description: s.description.clone(),
+            broker: broker_named(brokers, key("broker"), &s.broker)?,
+        });
+        if declared.insert(&s.guid, service).is_some() {
+            return Err(ConfigError::invalid(
+                key("guid"),
+                format!("duplicate service guid {:?}", s.guid),
+            ));
+        }
+    }
+
+    // Offerings derived from plans, by (label, version); the first plan that names one decides
+    // its broker and provider, and every later one must agree.
+    let mut derived: HashMap<(String, String), Arc<Service>> = HashMap::new();
+    let mut out = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        let key = |k: &str| format!("plans[{i}].{k}");
+        for (k, v) in [
+            ("guid", &p.guid),
+            ("name", &p.name),
+            ("unique_id", &p.unique_id),
+        ] {
+            if v.is_empty() {
+                return Err(ConfigError::invalid(key(k), "must not be empty"));
+            }
+        }
+        let service = match &p.service {
+            Some(guid) => {
+                for (k, v) in [
+                    ("broker", &p.broker),
+                    ("label", &p.label),
+                    ("version", &p.version),
+                    ("provider", &p.provider),
+                ] {
+                    if v.is_some() {
+                        return Err(ConfigError::invalid(
+                            key(k),
+                            "set on the plan's [[services]] entry, not on a plan naming one",
+                        ));
+                    }
+                }
+                declared.get(guid.as_str()).cloned().ok_or_else(|| {
+                    ConfigError::invalid(key("service"), format!("unknown service {guid:?}"))
+                })?
+            }
+            None => derive(p, &key, brokers, &mut derived)?,
+        };
+        let plan = Plan {
+            guid: p.guid.clone(),
+            broker: service.broker.clone(),
+            service,
+            name: p.name.clone(),
+            unique_id: p.unique_id.clone(),
+        };
+        if out.insert(p.guid.clone(), plan).is_some() {
+            return Err(ConfigError::invalid(
+                key("guid"),
+                format!("duplicate plan guid {:?}", p.guid),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn broker_named(
+    brokers: &HashMap<&str, Arc<Broker>>,
+    key: String,
+    name: &str,
+) -> Result<Arc<Broker>, ConfigError> {
+    brokers
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ConfigError::invalid(key, format!("unknown broker {name:?}")))
+}
+
+/// The offering of a plan that carries its own `broker`, `label` and `version`.
+fn derive(
+    p: &PlanSection,
+    key: &dyn Fn(&str) -> String,
+    brokers: &HashMap<&str, Arc<Broker>>,
+    derived: &mut HashMap<(String, String), Arc<Service>>,
+) -> Result<Arc<Service>, ConfigError> {
+    let required = |k: &str, v: &Option<String>| {
+        v.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+            ConfigError::invalid(key(k), "must not be empty (or name a [[services]] entry)")
+        })
+    };
+    let label = required("label", &p.label)?;
+    let version = required("version", &p.version)?;
+    let broker = broker_named(brokers, key("broker"), &required("broker", &p.broker)?)?;
+    let provider = p.provider.clone().filter(|s| !s.is_empty());
+    if let Some(existing) = derived.get(&(label.clone(), version.clone())) {
+        if existing.broker.name != broker.name || existing.provider != provider {
+            return Err(ConfigError::invalid(
+                key("broker"),
+                format!(
+                    "plans of {label} {version} must share one broker and provider \
+                     (or declare the offering in [[services]])"
+                ),
+            ));
+        }
+        return Ok(existing.clone());
+    }
+    let service = Arc::new(Service {
+        guid: derived_service_guid(&label, &version),
+        label: label.clone(),
+        provider,
+        version: version.clone(),
+        description: String::new(),
+        broker,
+    });
+    derived.insert((label, version), service.clone());
+    Ok(service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_guids_are_stable_and_tell_label_and_version_apart() {
+        // A fixed value (also in the README): changing the derivation would change every
+        // derived offering's guid.
+        assert_eq!(
+            derived_service_guid("echo", "1.0"),
+            "3dcca525-780d-5783-84f7-8a1c014e5780"
+        );
+        let guid = derived_service_guid("echo", "1.0");
+        assert_eq!(Uuid::parse_str(&guid).unwrap().get_version_num(), 5);
+        assert_ne!(
+            derived_service_guid("a-b", "c"),
+            derived_service_guid("a", "b-c")
+        );
+        assert_ne!(
+            derived_service_guid("echo", "1.0"),
+            derived_service_guid("echo", "2.0")
+        );
+    }
+}
