@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod endpoint;
+pub mod finish;
 pub mod listen;
 pub mod logging;
 pub mod metrics;

@@ -24,6 +24,8 @@ pub const BROKER_ERROR_KINDS: [&str; 5] = [
 ];
 pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 pub const ORPHAN_RESULTS: [&str; 2] = ["success", "failure"];
+/// The `kind` label of handle counters (`crate::store::HandleKind::as_str`).
+pub const HANDLE_KINDS: [&str; 2] = ["binding", "key"];
 
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +37,9 @@ pub struct Metrics {
     pub broker_errors: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub instances_created: IntCounterVec,
+    pub instances_deleted: IntCounterVec,
+    pub handles_created: IntCounterVec,
+    pub handles_deleted: IntCounterVec,
     pub orphan_mitigations: IntCounterVec,
     pub store_reservations_recovered: IntCounter,
     pub config_reloads: IntCounterVec,
@@ -107,6 +112,9 @@ impl Metrics {
             broker_errors: counter(&r, "brokergate_broker_errors_total", "Failed v1 broker calls: timeout, connect, rejected (4xx), bad_response (5xx), malformed.", &["broker", "kind"]),
             auth_failures: counter(&r, "brokergate_auth_failures_total", "Requests refused by authentication or scope.", &["reason"]),
             instances_created: counter(&r, "brokergate_instances_created_total", "Service instances provisioned and committed.", &["broker", "plan"]),
+            instances_deleted: counter(&r, "brokergate_instances_deleted_total", "Service instances the broker deprovisioned and the store removed.", &["broker"]),
+            handles_created: counter(&r, "brokergate_handles_created_total", "Bindings and service keys the broker bound and the store committed.", &["broker", "kind"]),
+            handles_deleted: counter(&r, "brokergate_handles_deleted_total", "Bindings and service keys the broker unbound and the store removed.", &["broker", "kind"]),
             orphan_mitigations: counter(&r, "brokergate_orphan_mitigations_total", "Deprovisions of broker instances brokergate could not keep.", &["broker", "result"]),
             store_reservations_recovered: counter_int("brokergate_store_reservations_recovered_total", "Reservations a start removed because their holder was gone or their lease expired."),
             config_reloads: counter(&r, "brokergate_config_reloads_total", "Configuration reload attempts.", &["result"]),
@@ -134,6 +142,11 @@ impl Metrics {
             }
             for result in ORPHAN_RESULTS {
                 self.orphan_mitigations.with_label_values(&[broker, result]);
+            }
+            self.instances_deleted.with_label_values(&[broker]);
+            for kind in HANDLE_KINDS {
+                self.handles_created.with_label_values(&[broker, kind]);
+                self.handles_deleted.with_label_values(&[broker, kind]);
             }
         }
         for (broker, plan) in plans {

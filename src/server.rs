@@ -14,11 +14,14 @@ use pingora::services::background::background_service;
 use crate::admin::{self, AdminService, AdminState};
 use crate::clock;
 use crate::config::{Settings, StoreSettings};
+use crate::finish::FinishService;
 use crate::listen::ApiAddress;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
-use crate::service::{recovery, Provisioner, Reader};
+use crate::service::{
+    recovery, Binder, BrokerPort, Deleter, Finisher, Provisioner, Reader, Updater,
+};
 use crate::store::{RecoveryPolicy, SqliteStore, Store};
 use crate::v1::V1Client;
 
@@ -99,15 +102,46 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     }
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
 
-    let provisioner = Provisioner::new(
-        store.clone(),
-        Arc::new(V1Client::new(metrics.clone())),
-        metrics.clone(),
-        start.store.owner.clone(),
-    );
+    let brokers: Arc<dyn BrokerPort> = Arc::new(V1Client::new(metrics.clone()));
+    let owner = &start.store.owner;
     let use_cases = UseCases {
-        provisioner,
+        provisioner: Provisioner::new(
+            store.clone(),
+            brokers.clone(),
+            metrics.clone(),
+            owner.clone(),
+        ),
         reader: Reader::new(store.clone()),
+        updater: Updater::new(store.clone()),
+        deleter: Deleter::new(
+            store.clone(),
+            brokers.clone(),
+            metrics.clone(),
+            owner.clone(),
+        ),
+        binder: Binder::new(
+            store.clone(),
+            brokers.clone(),
+            metrics.clone(),
+            owner.clone(),
+        ),
+    };
+    let finisher = Finisher::new(
+        store.clone(),
+        Deleter::new(
+            store.clone(),
+            brokers.clone(),
+            metrics.clone(),
+            owner.clone(),
+        ),
+        Binder::new(store.clone(), brokers, metrics.clone(), owner.clone()),
+        owner.clone(),
+    );
+    let finish = FinishService {
+        finisher,
+        runtime: runtime.clone(),
+        owner: owner.clone(),
+        upgrade: opts.upgrade,
     };
     let gateway = Gateway::new(runtime.clone(), use_cases, metrics.clone());
     let mut service =
@@ -120,6 +154,8 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     server.add_service(background_service("api port", api.holder()));
     // UAA keys load in the background: the gateway starts even while UAA is unreachable.
     server.add_service(background_service("uaa keys", crate::auth::KeyRefresher));
+    // Deletes and unbinds a crash left half done are finished at the broker.
+    server.add_service(background_service("finisher", finish));
 
     let reloader = opts.config.as_ref().map(|(path, hash)| {
         Arc::new(Reloader::new(

@@ -26,18 +26,29 @@ fn token_with(scopes: &[&str]) -> String {
 }
 
 /// A gateway and one instance created through it: its guid and broker service id.
-async fn gateway_with_instance(config: impl FnOnce(GatewayConfig) -> GatewayConfig) -> (MockBroker, Gateway, String, String) {
+async fn gateway_with_instance(
+    config: impl FnOnce(GatewayConfig) -> GatewayConfig,
+) -> (MockBroker, Gateway, String, String) {
     let broker = MockBroker::start(BROKER_TOKEN).await;
     let gw = Gateway::start(config(GatewayConfig::new(&broker.url()))).await;
     let name = format!("h-{}", uuid::Uuid::new_v4().simple());
     let created = create(&gw.url(), Some(&token::valid_token()), create_body(&name)).await;
     assert_eq!(created.status, 201, "{created:?}");
-    let guid = created.json()["metadata"]["guid"].as_str().unwrap().to_string();
+    let guid = created.json()["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let service_id = broker.issued_ids()[0].clone();
     (broker, gw, guid, service_id)
 }
 
-async fn call(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+async fn call(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Response {
     let auth = token.map(|t| format!("bearer {t}"));
     let mut headers = Vec::new();
     if let Some(a) = auth.as_deref() {
@@ -54,7 +65,14 @@ async fn call(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body:
 }
 
 async fn delete_instance(gw: &Gateway, guid: &str, query: &str) -> Response {
-    call(gw, "DELETE", &format!("{INSTANCES}/{guid}{query}"), Some(&token::valid_token()), None).await
+    call(
+        gw,
+        "DELETE",
+        &format!("{INSTANCES}/{guid}{query}"),
+        Some(&token::valid_token()),
+        None,
+    )
+    .await
 }
 
 async fn bind(gw: &Gateway, instance: &str, app: &str, parameters: Option<Value>) -> Response {
@@ -62,7 +80,14 @@ async fn bind(gw: &Gateway, instance: &str, app: &str, parameters: Option<Value>
     if let Some(p) = parameters {
         body["parameters"] = p;
     }
-    call(gw, "POST", BINDINGS, Some(&token::valid_token()), Some(body)).await
+    call(
+        gw,
+        "POST",
+        BINDINGS,
+        Some(&token::valid_token()),
+        Some(body),
+    )
+    .await
 }
 
 async fn make_key(gw: &Gateway, instance: &str, name: &str) -> Response {
@@ -71,7 +96,10 @@ async fn make_key(gw: &Gateway, instance: &str, name: &str) -> Response {
 }
 
 fn guid(resp: &Response) -> String {
-    resp.json()["metadata"]["guid"].as_str().unwrap().to_string()
+    resp.json()["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn assert_no_content(resp: &Response) {
@@ -94,15 +122,29 @@ async fn a_delete_deprovisions_on_the_v1_wire_and_answers_an_empty_204() {
     assert_eq!(d.method, "DELETE");
     assert_eq!(d.path, format!("{CONFIGURATIONS_PATH}/{service_id}"));
     assert_eq!(d.header(TOKEN_HEADER).as_deref(), Some(BROKER_TOKEN));
-    assert_eq!(d.header("content-type").as_deref(), Some("application/json"));
-    assert_eq!(d.header("x-vcap-request-id"), resp.header("x-vcap-request-id"));
+    assert_eq!(
+        d.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        d.header("x-vcap-request-id"),
+        resp.header("x-vcap-request-id")
+    );
     assert!(!broker.holds_instance(&service_id));
     // Gone: a read, a second delete and the list know nothing of it.
-    let read = get(&format!("{}{INSTANCES}/{guid}", gw.url()), Some(&token::valid_token())).await;
+    let read = get(
+        &format!("{}{INSTANCES}/{guid}", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
     assert_cc_error(&read, 404, 60004, "CF-ServiceInstanceNotFound");
     let again = delete_instance(&gw, &guid, "").await;
     assert_cc_error(&again, 404, 60004, "CF-ServiceInstanceNotFound");
-    let list = get(&format!("{}{INSTANCES}", gw.url()), Some(&token::valid_token())).await;
+    let list = get(
+        &format!("{}{INSTANCES}", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
     assert_eq!(list.json()["total_results"], 0);
     assert_eq!(broker.delete_count(), 1);
 }
@@ -120,18 +162,30 @@ async fn a_broker_error_on_delete_is_60011_keeps_the_record_and_a_retry_succeeds
     assert_eq!(body["http"]["method"], "DELETE");
     assert_eq!(body["http"]["status"], 500);
     assert!(!resp.text().contains(BROKER_TOKEN));
-    let read = get(&format!("{}{INSTANCES}/{guid}", gw.url()), Some(&token::valid_token())).await;
+    let read = get(
+        &format!("{}{INSTANCES}/{guid}", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
     assert_eq!(read.status, 200, "the record stays: {read:?}");
 
     broker.set_delete_mode(Mode::Reset);
     let resp = delete_instance(&gw, &guid, "").await;
     assert_cc_error(&resp, 502, 10001, "CF-ServiceBrokerApiUnreachable");
-    let read = get(&format!("{}{INSTANCES}/{guid}", gw.url()), Some(&token::valid_token())).await;
+    let read = get(
+        &format!("{}{INSTANCES}/{guid}", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
     assert_eq!(read.status, 200, "the record stays: {read:?}");
 
     broker.set_delete_mode(Mode::Ok);
     assert_no_content(&delete_instance(&gw, &guid, "").await);
-    let read = get(&format!("{}{INSTANCES}/{guid}", gw.url()), Some(&token::valid_token())).await;
+    let read = get(
+        &format!("{}{INSTANCES}/{guid}", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
     assert_eq!(read.status, 404);
 }
 
@@ -141,7 +195,11 @@ async fn a_broker_that_no_longer_knows_the_instance_counts_as_deleted() {
         let (broker, gw, guid, _) = gateway_with_instance(|c| c).await;
         broker.set_delete_mode(Mode::error(status, 30300, "not found"));
         assert_no_content(&delete_instance(&gw, &guid, "").await);
-        let read = get(&format!("{}{INSTANCES}/{guid}", gw.url()), Some(&token::valid_token())).await;
+        let read = get(
+            &format!("{}{INSTANCES}/{guid}", gw.url()),
+            Some(&token::valid_token()),
+        )
+        .await;
         assert_eq!(read.status, 404, "{status}");
     }
 }
@@ -151,7 +209,14 @@ async fn a_delete_needs_write_valid_flags_and_an_owned_guid() {
     let upstream = MockUpstream::start().await;
     let (broker, gw, guid, _) = gateway_with_instance(|c| c.upstream(&upstream.url())).await;
     let read_only = token_with(&["cloud_controller.read"]);
-    let resp = call(&gw, "DELETE", &format!("{INSTANCES}/{guid}"), Some(&read_only), None).await;
+    let resp = call(
+        &gw,
+        "DELETE",
+        &format!("{INSTANCES}/{guid}"),
+        Some(&read_only),
+        None,
+    )
+    .await;
     assert_cc_error(&resp, 403, 10007, "CF-InsufficientScope");
     for query in ["?recursive=yes", "?accepts_incomplete=1", "?async=maybe"] {
         let resp = delete_instance(&gw, &guid, query).await;
@@ -164,7 +229,10 @@ async fn a_delete_needs_write_valid_flags_and_an_owned_guid() {
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1, "{seen:#?}");
     assert_eq!(seen[0].method, "DELETE");
-    assert_eq!(seen[0].path, format!("{INSTANCES}/upstream-guid?recursive=true"));
+    assert_eq!(
+        seen[0].path,
+        format!("{INSTANCES}/upstream-guid?recursive=true")
+    );
     assert_eq!(broker.delete_count(), 0);
 }
 
@@ -175,11 +243,20 @@ async fn ten_concurrent_deletes_make_one_broker_call_and_one_204() {
     let url = format!("{}{INSTANCES}/{guid}", gw.url());
     let answers = concurrently(10, "DELETE", url, None).await;
     let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 204).count(),
+        1,
+        "{statuses:?}"
+    );
     for resp in answers.iter().filter(|r| r.status != 204) {
         // The losers either met the delete in flight or found the instance gone.
         if resp.status == 409 {
-            let body = assert_cc_error(resp, 409, 60016, "CF-AsyncServiceInstanceOperationInProgress");
+            let body = assert_cc_error(
+                resp,
+                409,
+                60016,
+                "CF-AsyncServiceInstanceOperationInProgress",
+            );
             assert_eq!(
                 body["description"],
                 format!("An operation for service instance {guid} is in progress.")
@@ -192,7 +269,12 @@ async fn ten_concurrent_deletes_make_one_broker_call_and_one_204() {
 }
 
 /// `n` copies of one request, sent at once from their own tasks; the answers, in order.
-async fn concurrently(n: usize, method: &'static str, url: String, body: Option<Value>) -> Vec<Response> {
+async fn concurrently(
+    n: usize,
+    method: &'static str,
+    url: String,
+    body: Option<Value>,
+) -> Vec<Response> {
     let bearer = format!("bearer {}", token::valid_token());
     let mut tasks = Vec::new();
     for _ in 0..n {
@@ -211,7 +293,12 @@ async fn concurrently(n: usize, method: &'static str, url: String, body: Option<
     }
     let mut answers = Vec::new();
     for task in tasks {
-        answers.push(tokio::time::timeout(T * 2, task).await.expect("answered in time").unwrap());
+        answers.push(
+            tokio::time::timeout(T * 2, task)
+                .await
+                .expect("answered in time")
+                .unwrap(),
+        );
     }
     answers
 }
@@ -222,36 +309,66 @@ async fn concurrently(n: usize, method: &'static str, url: String, body: Option<
 #[tokio::test]
 async fn a_bind_is_a_v1_handle_on_the_wire_and_a_v2_binding_envelope() {
     let (broker, gw, instance, service_id) = gateway_with_instance(|c| c).await;
-    let params = json!({"read_only": true, "big": 123456789012345678901234567890u128});
-    let resp = bind(&gw, &instance, "app-1", Some(params)).await;
+    // Sent as text: a 30-digit number must reach the broker unrounded.
+    let body = format!(
+        r#"{{"service_instance_guid":"{instance}","app_guid":"app-1","parameters":{{"read_only": true, "big": 123456789012345678901234567890}}}}"#
+    );
+    let bearer = format!("bearer {}", token::valid_token());
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let resp = send(
+        "POST",
+        &format!("{}{BINDINGS}", gw.url()),
+        &headers,
+        body.into_bytes(),
+    )
+    .await;
     assert_eq!(resp.status, 201, "{resp:?}");
     let binding = guid(&resp);
-    assert_eq!(resp.header("location"), Some(format!("{BINDINGS}/{binding}")));
+    assert_eq!(
+        resp.header("location"),
+        Some(format!("{BINDINGS}/{binding}"))
+    );
 
     let binds = broker.bind_requests();
     assert_eq!(binds.len(), 1, "{binds:#?}");
     let b = &binds[0];
     assert_eq!(b.method, "POST");
-    assert_eq!(b.path, format!("{CONFIGURATIONS_PATH}/{service_id}/handles"));
+    assert_eq!(
+        b.path,
+        format!("{CONFIGURATIONS_PATH}/{service_id}/handles")
+    );
     assert_eq!(b.header(TOKEN_HEADER).as_deref(), Some(BROKER_TOKEN));
-    assert_eq!(b.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        b.header("content-type").as_deref(),
+        Some("application/json")
+    );
     assert_eq!(
         b.body_str(),
         format!(
             r#"{{"service_id":"{service_id}","app_id":"app-1","label":"echo-1.0","email":"{DEFAULT_EMAIL}","binding_options":{{"read_only": true, "big": 123456789012345678901234567890}}}}"#
-        )
-        .replace(": ", ":")
-        .replace(", ", ","),
+        ),
         "the request's parameters reach the broker as binding_options"
     );
 
     let handle_id = broker.issued_handles()[0].clone();
     let v = resp.json();
+    assert!(
+        resp.text().contains(
+            r#""binding_options":{"read_only": true, "big": 123456789012345678901234567890}"#
+        ),
+        "{resp:?}"
+    );
     let e = &v["entity"];
     assert_eq!(e["app_guid"], "app-1");
     assert_eq!(e["service_instance_guid"], instance.as_str());
     assert_eq!(e["gateway_name"], handle_id.as_str());
-    assert!(e["credentials"].is_object() && e["credentials"] != json!({}), "{v}");
+    assert!(
+        e["credentials"].is_object() && e["credentials"] != json!({}),
+        "{v}"
+    );
     assert_eq!(e["binding_options"]["read_only"], true);
     assert_eq!(e["volume_mounts"], json!([]));
     assert_eq!(e["last_operation"]["state"], "succeeded");
@@ -267,11 +384,23 @@ async fn a_bind_is_a_v1_handle_on_the_wire_and_a_v2_binding_envelope() {
     let list = get(&format!("{}{BINDINGS}{q}", gw.url()), Some(&token)).await;
     assert_eq!(list.json()["total_results"], 1, "{list:?}");
     assert_eq!(list.json()["resources"][0], v);
-    let none = get(&format!("{}{BINDINGS}?q=app_guid:other", gw.url()), Some(&token)).await;
+    let none = get(
+        &format!("{}{BINDINGS}?q=app_guid:other", gw.url()),
+        Some(&token),
+    )
+    .await;
     assert_eq!(none.json()["total_results"], 0);
-    let under = get(&format!("{}{INSTANCES}/{instance}/service_bindings", gw.url()), Some(&token)).await;
+    let under = get(
+        &format!("{}{INSTANCES}/{instance}/service_bindings", gw.url()),
+        Some(&token),
+    )
+    .await;
     assert_eq!(under.json()["resources"][0], v, "{under:?}");
-    let bad = get(&format!("{}{BINDINGS}?q=credentials:x", gw.url()), Some(&token)).await;
+    let bad = get(
+        &format!("{}{BINDINGS}?q=credentials:x", gw.url()),
+        Some(&token),
+    )
+    .await;
     assert_cc_error(&bad, 400, 10005, "CF-BadQueryParameter");
 
     // Read-only callers see no credentials.
@@ -286,7 +415,10 @@ async fn a_bind_is_a_v1_handle_on_the_wire_and_a_v2_binding_envelope() {
 #[tokio::test]
 async fn email_is_the_user_id_without_an_email_claim_and_options_default_to_empty() {
     let (broker, gw, instance, _) = gateway_with_instance(|c| c).await;
-    let no_email = Claims::new().remove("email").set("user_id", "user-without-email").sign();
+    let no_email = Claims::new()
+        .remove("email")
+        .set("user_id", "user-without-email")
+        .sign();
     let body = json!({"service_instance_guid": instance, "app_guid": "app-9"});
     let resp = call(&gw, "POST", BINDINGS, Some(&no_email), Some(body)).await;
     assert_eq!(resp.status, 201, "{resp:?}");
@@ -302,14 +434,30 @@ async fn binding_errors_are_the_cloud_controllers() {
     assert_eq!(bind(&gw, &instance, "app-1", None).await.status, 201);
     let twice = bind(&gw, &instance, "app-1", None).await;
     let body = assert_cc_error(&twice, 400, 90003, "CF-ServiceBindingAppServiceTaken");
-    assert_eq!(body["description"], "The app is already bound to the service.");
+    assert_eq!(
+        body["description"],
+        "The app is already bound to the service."
+    );
     assert_eq!(broker.bind_count(), 1);
 
     let unknown = bind(&gw, "no-such-instance", "app-2", None).await;
     assert_cc_error(&unknown, 404, 60004, "CF-ServiceInstanceNotFound");
-    let missing = call(&gw, "POST", BINDINGS, Some(&token::valid_token()), Some(json!({"app_guid": "a"}))).await;
+    let missing = call(
+        &gw,
+        "POST",
+        BINDINGS,
+        Some(&token::valid_token()),
+        Some(json!({"app_guid": "a"})),
+    )
+    .await;
     let body = assert_cc_error(&missing, 400, 1001, "CF-MessageParseError");
-    assert!(body["description"].as_str().unwrap().contains("service_instance_guid"), "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains("service_instance_guid"),
+        "{body}"
+    );
     let read_only = token_with(&["cloud_controller.read"]);
     let body = json!({"service_instance_guid": instance, "app_guid": "app-3"});
     let resp = call(&gw, "POST", BINDINGS, Some(&read_only), Some(body)).await;
@@ -324,10 +472,24 @@ async fn binding_errors_are_the_cloud_controllers() {
     assert_eq!(bind(&gw, &instance, "app-4", None).await.status, 201);
 
     let token = token::valid_token();
-    let resp = get(&format!("{}{BINDINGS}/no-such-binding", gw.url()), Some(&token)).await;
+    let resp = get(
+        &format!("{}{BINDINGS}/no-such-binding", gw.url()),
+        Some(&token),
+    )
+    .await;
     let body = assert_cc_error(&resp, 404, 90004, "CF-ServiceBindingNotFound");
-    assert_eq!(body["description"], "The service binding could not be found: no-such-binding");
-    let resp = call(&gw, "DELETE", &format!("{BINDINGS}/no-such-binding"), Some(&token), None).await;
+    assert_eq!(
+        body["description"],
+        "The service binding could not be found: no-such-binding"
+    );
+    let resp = call(
+        &gw,
+        "DELETE",
+        &format!("{BINDINGS}/no-such-binding"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_cc_error(&resp, 404, 90004, "CF-ServiceBindingNotFound");
 }
 
@@ -338,18 +500,33 @@ async fn an_unbind_is_a_delete_with_a_body_on_the_wire_and_204() {
     let binding = guid(&created);
     let handle_id = broker.issued_handles()[0].clone();
     let token = token::valid_token();
-    let resp = call(&gw, "DELETE", &format!("{BINDINGS}/{binding}?accepts_incomplete=true"), Some(&token), None).await;
+    let resp = call(
+        &gw,
+        "DELETE",
+        &format!("{BINDINGS}/{binding}?accepts_incomplete=true"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_no_content(&resp);
     let unbinds = broker.unbind_requests();
     assert_eq!(unbinds.len(), 1, "{unbinds:#?}");
     let u = &unbinds[0];
     assert_eq!(u.method, "DELETE");
-    assert_eq!(u.path, format!("{CONFIGURATIONS_PATH}/{service_id}/handles/{handle_id}"));
+    assert_eq!(
+        u.path,
+        format!("{CONFIGURATIONS_PATH}/{service_id}/handles/{handle_id}")
+    );
     assert_eq!(u.header(TOKEN_HEADER).as_deref(), Some(BROKER_TOKEN));
-    assert_eq!(u.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        u.header("content-type").as_deref(),
+        Some("application/json")
+    );
     assert_eq!(
         u.body_str(),
-        format!(r#"{{"service_id":"{service_id}","handle_id":"{handle_id}","binding_options":{{"x":1}}}}"#)
+        format!(
+            r#"{{"service_id":"{service_id}","handle_id":"{handle_id}","binding_options":{{"x":1}}}}"#
+        )
     );
     assert!(broker.live_handles(&service_id).is_empty());
     let read = get(&format!("{}{BINDINGS}/{binding}", gw.url()), Some(&token)).await;
@@ -367,7 +544,12 @@ async fn a_refused_unbind_keeps_the_binding() {
     let path = format!("{BINDINGS}/{binding}");
     let resp = call(&gw, "DELETE", &path, Some(&token), None).await;
     assert_cc_error(&resp, 502, 10001, "CF-ServiceBrokerBadResponse");
-    assert_eq!(get(&format!("{}{path}", gw.url()), Some(&token)).await.status, 200);
+    assert_eq!(
+        get(&format!("{}{path}", gw.url()), Some(&token))
+            .await
+            .status,
+        200
+    );
     broker.set_unbind_mode(Mode::Ok);
     assert_no_content(&call(&gw, "DELETE", &path, Some(&token), None).await);
 }
@@ -380,13 +562,23 @@ async fn an_unknown_binding_goes_upstream_unchanged() {
     let body = json!({"service_instance_guid": "their-instance", "app_guid": "app"});
     let resp = call(&gw, "POST", BINDINGS, Some(&token), Some(body.clone())).await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    let resp = call(&gw, "DELETE", &format!("{BINDINGS}/their-binding?async=true"), Some(&token), None).await;
+    let resp = call(
+        &gw,
+        "DELETE",
+        &format!("{BINDINGS}/their-binding?async=true"),
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(resp.status, 200, "{resp:?}");
     let resp = get(&format!("{}{KEYS}/their-key", gw.url()), Some(&token)).await;
     assert_eq!(resp.status, 200, "{resp:?}");
     let seen = upstream.requests();
     assert_eq!(seen.len(), 3, "{seen:#?}");
-    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", BINDINGS));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", BINDINGS)
+    );
     assert_eq!(seen[0].json(), body);
     assert_eq!(seen[1].path, format!("{BINDINGS}/their-binding?async=true"));
     assert_eq!(seen[2].path, format!("{KEYS}/their-key"));
@@ -404,7 +596,10 @@ async fn a_service_key_is_a_handle_without_an_app() {
     let key = guid(&resp);
     assert_eq!(resp.header("location"), Some(format!("{KEYS}/{key}")));
     let sent = &broker.bind_requests()[0];
-    assert_eq!(sent.path, format!("{CONFIGURATIONS_PATH}/{service_id}/handles"));
+    assert_eq!(
+        sent.path,
+        format!("{CONFIGURATIONS_PATH}/{service_id}/handles")
+    );
     let body = sent.json();
     assert_eq!(body["service_id"], service_id.as_str());
     assert_eq!(body["label"], "echo-1.0");
@@ -416,7 +611,10 @@ async fn a_service_key_is_a_handle_without_an_app() {
     assert_eq!(v["metadata"]["url"], format!("{KEYS}/{key}"));
     assert_eq!(v["entity"]["name"], "k1");
     assert_eq!(v["entity"]["service_instance_guid"], instance.as_str());
-    assert_eq!(v["entity"]["service_instance_url"], format!("{INSTANCES}/{instance}"));
+    assert_eq!(
+        v["entity"]["service_instance_url"],
+        format!("{INSTANCES}/{instance}")
+    );
     assert!(v["entity"]["credentials"].is_object());
 
     let dup = make_key(&gw, &instance, "k1").await;
@@ -438,7 +636,11 @@ async fn a_service_key_is_a_handle_without_an_app() {
     let q = format!("?q=service_instance_guid:{instance}&q=name:k1");
     let list = get(&format!("{}{KEYS}{q}", gw.url()), Some(&token)).await;
     assert_eq!(list.json()["resources"][0], v, "{list:?}");
-    let under = get(&format!("{}{INSTANCES}/{instance}/service_keys", gw.url()), Some(&reader)).await;
+    let under = get(
+        &format!("{}{INSTANCES}/{instance}/service_keys", gw.url()),
+        Some(&reader),
+    )
+    .await;
     assert_eq!(under.json()["total_results"], 1);
     assert_eq!(
         under.json()["resources"][0]["entity"]["credentials"],
@@ -453,7 +655,10 @@ async fn a_service_key_is_a_handle_without_an_app() {
     let handle_id = broker.issued_handles()[0].clone();
     assert_no_content(&call(&gw, "DELETE", &format!("{KEYS}/{key}"), Some(&token), None).await);
     let unbind = &broker.unbind_requests()[0];
-    assert_eq!(unbind.path, format!("{CONFIGURATIONS_PATH}/{service_id}/handles/{handle_id}"));
+    assert_eq!(
+        unbind.path,
+        format!("{CONFIGURATIONS_PATH}/{service_id}/handles/{handle_id}")
+    );
     assert_eq!(unbind.json()["handle_id"], handle_id.as_str());
     let gone = get(&format!("{}{KEYS}/{key}", gw.url()), Some(&token)).await;
     assert_cc_error(&gone, 404, 360003, "CF-ServiceKeyNotFound");
@@ -470,7 +675,13 @@ async fn a_delete_with_handles_needs_recursive_which_unbinds_them_first() {
     let k1 = guid(&make_key(&gw, &instance, "k1").await);
     let resp = delete_instance(&gw, &instance, "").await;
     let body = assert_cc_error(&resp, 400, 10006, "CF-AssociationNotEmpty");
-    assert!(body["description"].as_str().unwrap().starts_with("Please delete the"), "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Please delete the"),
+        "{body}"
+    );
     assert_eq!(broker.delete_count() + broker.unbind_count(), 0);
 
     assert_no_content(&delete_instance(&gw, &instance, "?recursive=true").await);
@@ -480,7 +691,10 @@ async fn a_delete_with_handles_needs_recursive_which_unbinds_them_first() {
     // The handles went before the instance.
     let requests = broker.requests();
     let last = requests.last().unwrap();
-    assert_eq!((last.method.as_str(), last.path.clone()), ("DELETE", format!("{CONFIGURATIONS_PATH}/{service_id}")));
+    assert_eq!(
+        (last.method.as_str(), last.path.clone()),
+        ("DELETE", format!("{CONFIGURATIONS_PATH}/{service_id}"))
+    );
     let token = token::valid_token();
     let resp = get(&format!("{}{BINDINGS}/{b1}", gw.url()), Some(&token)).await;
     assert_cc_error(&resp, 404, 90004, "CF-ServiceBindingNotFound");
@@ -498,8 +712,18 @@ async fn a_recursive_delete_whose_unbind_fails_keeps_instance_and_remaining_hand
     let resp = delete_instance(&gw, &instance, "?recursive=true").await;
     assert_cc_error(&resp, 502, 10001, "CF-ServiceBrokerBadResponse");
     let token = token::valid_token();
-    assert_eq!(get(&format!("{}{INSTANCES}/{instance}", gw.url()), Some(&token)).await.status, 200);
-    assert_eq!(get(&format!("{}{BINDINGS}/{b1}", gw.url()), Some(&token)).await.status, 200);
+    assert_eq!(
+        get(&format!("{}{INSTANCES}/{instance}", gw.url()), Some(&token))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&format!("{}{BINDINGS}/{b1}", gw.url()), Some(&token))
+            .await
+            .status,
+        200
+    );
     assert_eq!(broker.delete_count(), 0);
     broker.set_unbind_mode(Mode::Ok);
     assert_no_content(&delete_instance(&gw, &instance, "?recursive=true").await);
@@ -513,13 +737,27 @@ async fn a_bind_racing_a_delete_is_refused_and_never_reaches_the_broker() {
     let delete = tokio::spawn(concurrently(1, "DELETE", url, None));
     assert!(support::wait_until(T, || broker.delete_count() == 1).await);
     let resp = bind(&gw, &instance, "app-1", None).await;
-    assert_cc_error(&resp, 409, 60016, "CF-AsyncServiceInstanceOperationInProgress");
+    assert_cc_error(
+        &resp,
+        409,
+        60016,
+        "CF-AsyncServiceInstanceOperationInProgress",
+    );
     let resp = make_key(&gw, &instance, "k").await;
-    assert_cc_error(&resp, 409, 60016, "CF-AsyncServiceInstanceOperationInProgress");
+    assert_cc_error(
+        &resp,
+        409,
+        60016,
+        "CF-AsyncServiceInstanceOperationInProgress",
+    );
     let deleted = delete.await.unwrap();
     assert_no_content(&deleted[0]);
     assert_eq!(broker.bind_count(), 0);
-    let list = get(&format!("{}{BINDINGS}", gw.url()), Some(&token::valid_token())).await;
+    let list = get(
+        &format!("{}{BINDINGS}", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
     assert_eq!(list.json()["total_results"], 0);
 }
 
@@ -528,16 +766,30 @@ async fn a_delete_racing_a_bind_is_refused_and_leaves_the_binding_whole() {
     let (broker, gw, instance, _) = gateway_with_instance(|c| c).await;
     broker.set_bind_mode(Mode::Delay(Duration::from_millis(800)));
     let body = json!({"service_instance_guid": instance, "app_guid": "app-1"});
-    let binding = tokio::spawn(concurrently(1, "POST", format!("{}{BINDINGS}", gw.url()), Some(body)));
+    let binding = tokio::spawn(concurrently(
+        1,
+        "POST",
+        format!("{}{BINDINGS}", gw.url()),
+        Some(body),
+    ));
     assert!(broker.wait_for_binds(1, T).await);
     for query in ["", "?recursive=true"] {
         let resp = delete_instance(&gw, &instance, query).await;
-        assert_cc_error(&resp, 409, 60016, "CF-AsyncServiceInstanceOperationInProgress");
+        assert_cc_error(
+            &resp,
+            409,
+            60016,
+            "CF-AsyncServiceInstanceOperationInProgress",
+        );
     }
     let bound = binding.await.unwrap();
     assert_eq!(bound[0].status, 201, "{:?}", bound[0]);
     assert_eq!(broker.delete_count(), 0);
     let token = token::valid_token();
-    let read = get(&format!("{}{BINDINGS}/{}", gw.url(), guid(&bound[0])), Some(&token)).await;
+    let read = get(
+        &format!("{}{BINDINGS}/{}", gw.url(), guid(&bound[0])),
+        Some(&token),
+    )
+    .await;
     assert_eq!(read.status, 200);
 }

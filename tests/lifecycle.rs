@@ -1,6 +1,7 @@
 //! The instance lifecycle after a create: `GET /v2/service_instances/:guid` — the same
 //! envelope as the 201, secrets only for callers who may write, scope and not-found errors as
-//! the Cloud Controller's, and a guid brokergate does not hold passed upstream unchanged.
+//! the Cloud Controller's, and a guid brokergate does not hold passed upstream unchanged — the
+//! paginated list, and `PUT` (rename and retag, no broker call).
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
@@ -320,4 +321,186 @@ async fn list_errors_are_the_cloud_controllers() {
         );
         assert_eq!(r["entity"]["dashboard_url"], "");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PUT /v2/service_instances/:guid
+
+async fn put(gw: &Gateway, guid: &str, token: Option<&str>, body: Value) -> Response {
+    let auth = token.map(|t| format!("bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = auth.as_deref() {
+        headers.push(("authorization", a));
+    }
+    let url = format!("{}{INSTANCES}/{guid}", gw.url());
+    send("PUT", &url, &headers, body.to_string().into_bytes()).await
+}
+
+#[tokio::test]
+async fn a_rename_and_retag_is_201_with_an_update_and_no_broker_call() {
+    let (broker, gw, created) = gateway_with_instance(None).await;
+    let guid = guid_of(&created);
+    let body = json!({"name": "  renamed  ", "tags": ["a", "b"]});
+    let resp = put(&gw, &guid, Some(&token::valid_token()), body).await;
+    assert_eq!(resp.status, 201, "{resp:?}");
+    assert_eq!(resp.header("location"), None);
+    let (seen, before) = (resp.json(), created.json());
+    assert_eq!(seen["entity"]["name"], "renamed");
+    assert_eq!(seen["entity"]["tags"], json!(["a", "b"]));
+    let op = &seen["entity"]["last_operation"];
+    assert_eq!(
+        (&op["type"], &op["state"]),
+        (&json!("update"), &json!("succeeded"))
+    );
+    let updated_at = seen["metadata"]["updated_at"].as_str().unwrap();
+    assert!(updated_at.ends_with("+00:00"), "{updated_at}");
+    assert_eq!(op["updated_at"], updated_at);
+    assert_eq!(
+        seen["metadata"]["created_at"],
+        before["metadata"]["created_at"]
+    );
+    // The rest is the instance as created, secrets included.
+    for field in [
+        "credentials",
+        "gateway_data",
+        "dashboard_url",
+        "service_guid",
+    ] {
+        assert_eq!(seen["entity"][field], before["entity"][field], "{field}");
+    }
+    // A read shows the update, and the broker heard nothing of it.
+    let read_back = read(&gw, &guid, Some(&token::valid_token())).await;
+    assert_eq!(read_back.json(), seen);
+    assert_eq!(broker.requests().len(), 1, "{:#?}", broker.requests());
+    // Only tags: the name stays.
+    let resp = put(&gw, &guid, Some(&token::valid_token()), json!({"tags": []})).await;
+    assert_eq!(resp.status, 201, "{resp:?}");
+    assert_eq!(resp.json()["entity"]["name"], "renamed");
+    assert_eq!(resp.json()["entity"]["tags"], json!([]));
+}
+
+#[tokio::test]
+async fn a_rename_into_a_taken_name_is_60002_and_changes_nothing() {
+    let (_broker, gw, first) = gateway_with_instance(None).await;
+    let second = create(&gw.url(), Some(&token::valid_token()), create_body("taken")).await;
+    assert_eq!(second.status, 201, "{second:?}");
+    let guid = guid_of(&first);
+    let resp = put(
+        &gw,
+        &guid,
+        Some(&token::valid_token()),
+        json!({"name": "taken"}),
+    )
+    .await;
+    let body = assert_cc_error(&resp, 400, 60002, "CF-ServiceInstanceNameTaken");
+    assert_eq!(
+        body["description"],
+        "The service instance name is taken: taken"
+    );
+    let unchanged = read(&gw, &guid, Some(&token::valid_token())).await;
+    assert_eq!(unchanged.body, first.body);
+    // Renaming to its own name is no conflict.
+    let own = first.json()["entity"]["name"].as_str().unwrap().to_string();
+    let resp = put(
+        &gw,
+        &guid,
+        Some(&token::valid_token()),
+        json!({"name": own}),
+    )
+    .await;
+    assert_eq!(resp.status, 201, "{resp:?}");
+}
+
+#[tokio::test]
+async fn plan_changes_parameters_space_changes_and_bad_bodies_are_refused() {
+    let (broker, gw, created) = gateway_with_instance(None).await;
+    let guid = guid_of(&created);
+    let token = token::valid_token();
+    let entity = created.json()["entity"].clone();
+    for body in [
+        json!({"service_plan_guid": "another-plan"}),
+        json!({"parameters": {"size": "large"}}),
+        json!({"name": "x", "parameters": {}}),
+    ] {
+        let resp = put(&gw, &guid, Some(&token), body.clone()).await;
+        let err = assert_cc_error(&resp, 400, 110004, "CF-ServicePlanNotUpdateable");
+        assert_eq!(
+            err["description"], "The service does not support changing plans.",
+            "{body}"
+        );
+    }
+    let resp = put(&gw, &guid, Some(&token), json!({"space_guid": "elsewhere"})).await;
+    let err = assert_cc_error(&resp, 400, 60014, "CF-ServiceInstanceSpaceChangeNotAllowed");
+    assert_eq!(
+        err["description"],
+        "Cannot update space for service instance."
+    );
+    // The current plan and space may be repeated.
+    let same = json!({
+        "service_plan_guid": entity["service_plan_guid"],
+        "space_guid": entity["space_guid"],
+    });
+    assert_eq!(put(&gw, &guid, Some(&token), same).await.status, 201);
+
+    let resp = put(&gw, &guid, Some(&token), json!({"name": ""})).await;
+    assert_cc_error(&resp, 400, 60001, "CF-ServiceInstanceNameEmpty");
+    let resp = put(&gw, &guid, Some(&token), json!({"name": "n".repeat(256)})).await;
+    assert_cc_error(&resp, 400, 60009, "CF-ServiceInstanceNameTooLong");
+    let resp = put(&gw, &guid, Some(&token), json!({"tags": "not-a-list"})).await;
+    let err = assert_cc_error(&resp, 400, 1001, "CF-MessageParseError");
+    assert!(
+        err["description"].as_str().unwrap().contains("Field: tags"),
+        "{err}"
+    );
+    let url = format!("{}{INSTANCES}/{guid}", gw.url());
+    let bearer = format!("bearer {token}");
+    let resp = send("PUT", &url, &[("authorization", &bearer)], b"{".to_vec()).await;
+    assert_cc_error(&resp, 400, 1001, "CF-MessageParseError");
+
+    let unchanged = read(&gw, &guid, Some(&token)).await.json();
+    assert_eq!(unchanged["entity"]["name"], entity["name"]);
+    assert_eq!(unchanged["entity"]["last_operation"]["type"], "update");
+    assert_eq!(broker.requests().len(), 1, "no broker call");
+}
+
+#[tokio::test]
+async fn an_update_needs_write_and_an_unknown_guid_is_not_ours() {
+    let upstream = MockUpstream::start().await;
+    let (_broker, gw, created) = gateway_with_instance(Some(&upstream.url())).await;
+    let guid = guid_of(&created);
+    let read_only = token_with(&["cloud_controller.read"]);
+    let resp = put(&gw, &guid, Some(&read_only), json!({"name": "x"})).await;
+    assert_cc_error(&resp, 403, 10007, "CF-InsufficientScope");
+    let resp = put(&gw, &guid, None, json!({"name": "x"})).await;
+    assert_cc_error(&resp, 401, 10002, "CF-NotAuthenticated");
+    assert!(upstream.requests().is_empty());
+
+    // Method, path, query and body reach the upstream unchanged.
+    let body = br#"{"name":"theirs",  "tags":[]}"#.to_vec();
+    let bearer = format!("bearer {}", token::valid_token());
+    let url = format!(
+        "{}{INSTANCES}/upstream-guid?accepts_incomplete=true",
+        gw.url()
+    );
+    let resp = send("PUT", &url, &[("authorization", &bearer)], body.clone()).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(
+        seen[0].path,
+        format!("{INSTANCES}/upstream-guid?accepts_incomplete=true")
+    );
+    assert_eq!(seen[0].body, body);
+}
+
+#[tokio::test]
+async fn an_unknown_guid_without_upstream_is_60004_on_update() {
+    let (_broker, gw, _created) = gateway_with_instance(None).await;
+    let resp = put(&gw, "no-such-guid", Some(&token::valid_token()), json!({})).await;
+    let body = assert_cc_error(&resp, 404, 60004, "CF-ServiceInstanceNotFound");
+    assert_eq!(
+        body["description"],
+        "The service instance could not be found: no-such-guid"
+    );
 }

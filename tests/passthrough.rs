@@ -77,19 +77,20 @@ async fn unowned_requests_reach_the_upstream_unchanged_and_its_answer_comes_back
             "/v2/apps/abc?async=true&inline-relations-depth=1",
             br#"{ "name": "my-app",  "instances": 2.50 }"#.to_vec(),
         ),
-        ("DELETE", "/v2/service_instances/xyz", Vec::new()),
         (
             "DELETE",
-            "/v2/service_instances/xyz?recursive=true&purge=true",
+            "/v2/apps/xyz?recursive=true&purge=true",
             Vec::new(),
         ),
-        // The list is brokergate's (tests/lifecycle.rs); its sub-resources are not.
+        // Instance, binding and key routes are brokergate's, with a guid it does not hold
+        // passed on (tests/lifecycle.rs, tests/handles.rs); other sub-resources are not.
         ("GET", "/v2/service_instances/xyz/routes?page=2", Vec::new()),
         (
             "PUT",
-            "/v2/service_instances/xyz?accepts_incomplete=true",
+            "/v2/service_instances/xyz/routes/r1",
             br#"{"name":"renamed"}"#.to_vec(),
         ),
+        ("DELETE", "/v2/service_bindings/xyz/parameters", Vec::new()),
         // Another POST than the create route, with a non-JSON body.
         ("POST", "/v2/apps", b"name=a&x=%20y".to_vec()),
         // Not the create route: a sub-resource of it.
@@ -154,13 +155,7 @@ async fn upstream_status_and_body_are_returned_as_is() {
     assert_eq!(r.json(), answer);
 
     upstream.set_reply(Some((503, json!({"upstream": "unavailable"}))));
-    let r = client::send(
-        "DELETE",
-        &format!("{}/v2/service_instances/xyz", gateway.url()),
-        &[],
-        "",
-    )
-    .await;
+    let r = client::send("DELETE", &format!("{}/v2/apps/xyz", gateway.url()), &[], "").await;
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.json(), json!({"upstream": "unavailable"}));
     assert_eq!(upstream.requests().len(), 2);
@@ -317,7 +312,7 @@ async fn without_upstream_unowned_routes_get_cc_not_found() {
         ("GET", "/v2/info?x=1", Vec::new()),
         ("GET", "/", Vec::new()),
         ("PUT", "/v2/apps/abc", br#"{"name":"x"}"#.to_vec()),
-        ("DELETE", "/v2/service_instances/xyz", Vec::new()),
+        ("DELETE", "/v2/apps/xyz", Vec::new()),
         ("GET", "/v2/service_instances/xyz/routes", Vec::new()),
         ("POST", "/v2/apps", br#"{"name":"x"}"#.to_vec()),
         ("PATCH", "/v3/service_instances", br#"{}"#.to_vec()),

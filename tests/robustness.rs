@@ -367,7 +367,7 @@ async fn keep_alive_in_sync_after_404_on_unowned_post_with_body() {
     let body = br#"{"name":"my-app","space_guid":"s"}"#;
     let post = request_bytes("POST", "/v2/apps", &headers, body);
     assert_in_sync_every_way(gateway.addr(), &post, 404).await;
-    let put = request_bytes("PUT", "/v2/service_instances/abc", &headers, body);
+    let put = request_bytes("PUT", "/v2/apps/abc", &headers, body);
     assert_in_sync_every_way(gateway.addr(), &put, 404).await;
     let mut chunked_post = request_bytes(
         "POST",

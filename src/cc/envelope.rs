@@ -1,6 +1,6 @@
 //! The v2 service instance resource `{metadata, entity}`: the seed's fields in the seed's
-//! order, plus the later Cloud Controller fields (`last_operation`, `tags`, and the
-//! `service_keys_url`/`routes_url` links).
+//! order, plus the later Cloud Controller fields (`last_operation`, `tags`, `service_guid`, and
+//! the `service_keys_url`/`routes_url` links).
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -16,8 +16,14 @@ pub struct InstanceView<'a> {
     pub gateway_data: &'a RawValue,
     pub dashboard_url: Option<&'a str>,
     pub tags: &'a [String],
+    /// The plan's service offering; `None` when the plan is no longer configured.
+    pub service_guid: Option<&'a str>,
+    /// `create` or `update`: v1 operations are synchronous, so it always succeeded.
+    pub last_operation: &'static str,
     /// Unix seconds.
     pub created_at: i64,
+    /// Unix seconds of the last rename or retag.
+    pub updated_at: Option<i64>,
 }
 
 /// An instance's `credentials`, or what a caller who may not see them gets instead.
@@ -65,6 +71,7 @@ struct Entity<'a> {
     state_description: Option<&'static str>,
     last_operation: LastOperation,
     tags: &'a [String],
+    service_guid: Option<&'a str>,
     space_url: String,
     service_plan_url: String,
     service_bindings_url: String,
@@ -87,17 +94,19 @@ pub fn instance_url(guid: &str) -> String {
     format!("/v2/service_instances/{guid}")
 }
 
-/// The instance resource: the 201 of a create and the answer to a read (v1 creates are
-/// synchronous: `last_operation` is a succeeded create).
+/// The instance resource, whatever answers it (create, read, list, update). v1 operations are
+/// synchronous: `last_operation` is the last create or update, succeeded, dated when it ran.
 pub fn render_instance(v: &InstanceView<'_>) -> Vec<u8> {
     let created_at = timestamp(v.created_at);
+    let updated_at = v.updated_at.map(timestamp);
     let url = instance_url(v.guid);
+    let operation_at = updated_at.clone().unwrap_or_else(|| created_at.clone());
     let envelope = Envelope {
         metadata: Metadata {
             guid: v.guid,
             url: url.clone(),
-            created_at: created_at.clone(),
-            updated_at: None,
+            created_at,
+            updated_at: updated_at.clone(),
         },
         entity: Entity {
             name: v.name,
@@ -110,13 +119,14 @@ pub fn render_instance(v: &InstanceView<'_>) -> Vec<u8> {
             state: None,
             state_description: None,
             last_operation: LastOperation {
-                kind: "create",
+                kind: v.last_operation,
                 state: "succeeded",
                 description: "",
-                created_at,
-                updated_at: None,
+                created_at: operation_at,
+                updated_at,
             },
             tags: v.tags,
+            service_guid: v.service_guid,
             space_url: format!("/v2/spaces/{}", v.space_guid),
             service_plan_url: format!("/v2/service_plans/{}", v.service_plan_guid),
             service_bindings_url: format!("{url}/service_bindings"),
@@ -166,7 +176,10 @@ mod tests {
             gateway_data: &gw,
             dashboard_url: Some("http://dashboard.example.com"),
             tags: &tags,
+            service_guid: Some("SVC"),
+            last_operation: "create",
             created_at: 1421718743,
+            updated_at: None,
         });
         let text = String::from_utf8(body.clone()).unwrap();
         let order = [
@@ -187,6 +200,7 @@ mod tests {
             "\"state_description\"",
             "\"last_operation\"",
             "\"tags\"",
+            "\"service_guid\"",
             "\"space_url\"",
             "\"service_plan_url\"",
             "\"service_bindings_url\"",
@@ -215,12 +229,41 @@ mod tests {
             v["entity"]["last_operation"]["created_at"],
             "2015-01-20T01:52:23+00:00"
         );
+        assert_eq!(v["entity"]["service_guid"], "SVC");
         assert_eq!(v["entity"]["space_url"], "/v2/spaces/S");
         assert_eq!(v["entity"]["service_plan_url"], "/v2/service_plans/P");
         assert_eq!(
             v["entity"]["routes_url"],
             "/v2/service_instances/7373157c-ff42-45a1-a4c0-0f71b62120e3/routes"
         );
+    }
+
+    #[test]
+    fn an_update_dates_the_metadata_and_the_last_operation() {
+        let gw = raw("{}");
+        let body = render_instance(&InstanceView {
+            guid: "g",
+            name: "n",
+            credentials: Credentials::REDACTED,
+            service_plan_guid: "P",
+            space_guid: "S",
+            gateway_data: &gw,
+            dashboard_url: None,
+            tags: &[],
+            service_guid: None,
+            last_operation: "update",
+            created_at: 1421718743,
+            updated_at: Some(1421718800),
+        });
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["metadata"]["created_at"], "2015-01-20T01:52:23+00:00");
+        assert_eq!(v["metadata"]["updated_at"], "2015-01-20T01:53:20+00:00");
+        let op = &v["entity"]["last_operation"];
+        assert_eq!(op["type"], "update");
+        assert_eq!(op["state"], "succeeded");
+        assert_eq!(op["created_at"], "2015-01-20T01:53:20+00:00");
+        assert_eq!(op["updated_at"], "2015-01-20T01:53:20+00:00");
+        assert_eq!(v["entity"]["service_guid"], Value::Null);
     }
 
     #[test]
@@ -235,7 +278,10 @@ mod tests {
             gateway_data: &gw,
             dashboard_url: Some(""),
             tags: &[],
+            service_guid: None,
+            last_operation: "create",
             created_at: 1,
+            updated_at: None,
         });
         let text = String::from_utf8(body).unwrap();
         assert!(

@@ -170,6 +170,98 @@ impl ApiError {
             format!("Combined length of tags for service {name} must be 2048 characters or less."),
         )
     }
+    pub fn space_change_not_allowed() -> Self {
+        e(
+            400,
+            60014,
+            "CF-ServiceInstanceSpaceChangeNotAllowed",
+            "Cannot update space for service instance.".into(),
+        )
+    }
+    pub fn plan_not_updateable() -> Self {
+        e(
+            400,
+            110004,
+            "CF-ServicePlanNotUpdateable",
+            "The service does not support changing plans.".into(),
+        )
+    }
+    pub fn operation_in_progress(instance_guid: &str) -> Self {
+        e(
+            409,
+            60016,
+            "CF-AsyncServiceInstanceOperationInProgress",
+            format!("An operation for service instance {instance_guid} is in progress."),
+        )
+    }
+    /// A delete without `recursive=true` of an instance with bindings or keys.
+    pub fn association_not_empty() -> Self {
+        e(
+            400,
+            10006,
+            "CF-AssociationNotEmpty",
+            "Please delete the service_bindings, service_keys associations for your service_instances."
+                .into(),
+        )
+    }
+    /// The broker refused a deprovision; `description` is its own (or the status and body).
+    pub fn deprovision_failed(description: &str, http: HttpDetail) -> Self {
+        ApiError {
+            http: Some(http),
+            ..e(
+                409,
+                60011,
+                "CF-ServiceInstanceDeprovisionFailed",
+                format!(
+                    "The service broker reported an error during deprovisioning: {description}"
+                ),
+            )
+        }
+    }
+    pub fn binding_not_found(guid: &str) -> Self {
+        e(
+            404,
+            90004,
+            "CF-ServiceBindingNotFound",
+            format!("The service binding could not be found: {guid}"),
+        )
+    }
+    pub fn binding_app_taken() -> Self {
+        e(
+            400,
+            90003,
+            "CF-ServiceBindingAppServiceTaken",
+            "The app is already bound to the service.".into(),
+        )
+    }
+    pub fn key_not_found(guid: &str) -> Self {
+        e(
+            404,
+            360003,
+            "CF-ServiceKeyNotFound",
+            format!("The service key could not be found: {guid}"),
+        )
+    }
+    pub fn key_invalid(detail: &str) -> Self {
+        e(
+            400,
+            360002,
+            "CF-ServiceKeyInvalid",
+            format!("The service key is invalid: {detail}"),
+        )
+    }
+    pub fn key_name_taken(name: &str) -> Self {
+        e(
+            400,
+            360001,
+            "CF-ServiceKeyNameTaken",
+            format!("The service key name is taken: {name}"),
+        )
+    }
+    /// The store cannot serve now (busy, or lost); a retry later may succeed.
+    pub fn service_unavailable(detail: &str) -> Self {
+        e(503, 10015, "CF-ServiceUnavailable", detail.into())
+    }
     /// A broker answered 4xx (other than the duplicate code).
     pub fn broker_rejected(description: String, http: HttpDetail) -> Self {
         ApiError {

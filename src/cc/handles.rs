@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(v["entity"]["volume_mounts"], json!([]));
         assert_eq!(v["entity"]["last_operation"]["type"], "create");
         assert_eq!(v["entity"]["app_url"], "/v2/apps/A");
-        assert_eq!(v["entity"]["service_instance_url"], "/v2/service_instances/I");
+        assert_eq!(
+            v["entity"]["service_instance_url"],
+            "/v2/service_instances/I"
+        );
     }
 
     #[test]

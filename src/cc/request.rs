@@ -1,7 +1,7 @@
-//! The `POST /v2/service_instances` message: decoded like CC's `JsonMessage` (nulls are
-//! absent, unknown keys ignored, every failing field reported in CC's field order with
-//! membrane's wording). The name rules are the provisioning use case's (`service::rules`).
-//! The body is JSON whatever the Content-Type says.
+//! The `POST` and `PUT /v2/service_instances` messages: decoded like CC's `JsonMessage` (nulls
+//! are absent, unknown keys ignored, every failing field reported in CC's field order with
+//! membrane's wording). The name rules are the use cases' (`service::rules`). The body is JSON
+//! whatever the Content-Type says.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -67,6 +67,113 @@ impl Members {
 /// Step 1 of CC's checks: decode the body. Name rules are the provisioning use case's, after
 /// the plan, space and scope checks, as CC orders them.
 pub fn decode(body: &[u8]) -> Result<CreateServiceInstance, ApiError> {
+    let mut members = members(body)?;
+    let mut errors: Vec<(&str, String)> = Vec::new();
+    let name = required_string(&mut members, "name", &mut errors);
+    let parameters = object(&mut members, "parameters", &mut errors);
+    let tags = string_list(&mut members, "tags", &mut errors).unwrap_or_default();
+    let space_guid = required_string(&mut members, "space_guid", &mut errors);
+    let service_plan_guid = required_string(&mut members, "service_plan_guid", &mut errors);
+    // Known to CC's message, so type-checked as CC did, though v1 brokers have no use for them.
+    string_list(&mut members, "service_binding_guids", &mut errors);
+    string_list(&mut members, "service_key_guids", &mut errors);
+
+    refuse_if_any(&errors)?;
+    Ok(CreateServiceInstance {
+        name: strip(&name.unwrap_or_default()).to_string(),
+        space_guid: space_guid.unwrap_or_default(),
+        service_plan_guid: service_plan_guid.unwrap_or_default(),
+        parameters,
+        tags,
+        gateway_data: members.take("gateway_data"),
+    })
+}
+
+/// A decoded update (`PUT /v2/service_instances/:guid`): CC's update message has every
+/// attribute of the create, each optional.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateServiceInstance {
+    /// Trimmed.
+    pub name: Option<String>,
+    pub space_guid: Option<String>,
+    pub service_plan_guid: Option<String>,
+    /// A JSON object, when given.
+    pub parameters: Option<Box<RawValue>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Step 1 of CC's update: decode the body, every member optional, types checked as on create.
+pub fn decode_update(body: &[u8]) -> Result<UpdateServiceInstance, ApiError> {
+    let mut members = members(body)?;
+    let mut errors: Vec<(&str, String)> = Vec::new();
+    let name = optional_string(&mut members, "name", &mut errors);
+    let parameters = object(&mut members, "parameters", &mut errors);
+    let tags = string_list(&mut members, "tags", &mut errors);
+    let space_guid = optional_string(&mut members, "space_guid", &mut errors);
+    let service_plan_guid = optional_string(&mut members, "service_plan_guid", &mut errors);
+    string_list(&mut members, "service_binding_guids", &mut errors);
+    string_list(&mut members, "service_key_guids", &mut errors);
+    refuse_if_any(&errors)?;
+    Ok(UpdateServiceInstance {
+        name: name.map(|n| strip(&n).to_string()),
+        space_guid,
+        service_plan_guid,
+        parameters,
+        tags,
+    })
+}
+
+/// A decoded `POST /v2/service_bindings`.
+#[derive(Debug, Clone)]
+pub struct CreateServiceBinding {
+    pub service_instance_guid: String,
+    pub app_guid: String,
+    pub name: Option<String>,
+    /// A JSON object, when given: v1's `binding_options`.
+    pub parameters: Option<Box<RawValue>>,
+}
+
+pub fn decode_binding(body: &[u8]) -> Result<CreateServiceBinding, ApiError> {
+    let mut members = members(body)?;
+    let mut errors: Vec<(&str, String)> = Vec::new();
+    let service_instance_guid = required_string(&mut members, "service_instance_guid", &mut errors);
+    let app_guid = required_string(&mut members, "app_guid", &mut errors);
+    let name = optional_string(&mut members, "name", &mut errors);
+    let parameters = object(&mut members, "parameters", &mut errors);
+    refuse_if_any(&errors)?;
+    Ok(CreateServiceBinding {
+        service_instance_guid: service_instance_guid.unwrap_or_default(),
+        app_guid: app_guid.unwrap_or_default(),
+        name,
+        parameters,
+    })
+}
+
+/// A decoded `POST /v2/service_keys`.
+#[derive(Debug, Clone)]
+pub struct CreateServiceKey {
+    pub service_instance_guid: String,
+    pub name: String,
+    /// A JSON object, when given: v1's `binding_options`.
+    pub parameters: Option<Box<RawValue>>,
+}
+
+pub fn decode_key(body: &[u8]) -> Result<CreateServiceKey, ApiError> {
+    let mut members = members(body)?;
+    let mut errors: Vec<(&str, String)> = Vec::new();
+    let service_instance_guid = required_string(&mut members, "service_instance_guid", &mut errors);
+    let name = required_string(&mut members, "name", &mut errors);
+    let parameters = object(&mut members, "parameters", &mut errors);
+    refuse_if_any(&errors)?;
+    Ok(CreateServiceKey {
+        service_instance_guid: service_instance_guid.unwrap_or_default(),
+        name: name.unwrap_or_default(),
+        parameters,
+    })
+}
+
+/// The body's top-level members: JSON, an object, nested at most [`MAX_NESTING`] deep.
+fn members(body: &[u8]) -> Result<Members, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::message_parse_error("Decoded JSON cannot be nil"));
     }
@@ -78,64 +185,48 @@ pub fn decode(body: &[u8]) -> Result<CreateServiceInstance, ApiError> {
     let parse_error =
         |e: serde_json::Error| ApiError::message_parse_error(&format!("invalid JSON: {e}"));
     let raw: Box<RawValue> = serde_json::from_slice(body).map_err(parse_error)?;
-    let mut members = match ruby_class(&raw) {
-        "Hash" => serde_json::from_str::<Members>(raw.get()).map_err(parse_error)?,
-        "NilClass" => return Err(ApiError::message_parse_error("Decoded JSON cannot be nil")),
-        class => {
-            return Err(ApiError::message_parse_error(&format!(
-                "Decoded JSON must be an object, given an instance of {class}"
-            )))
-        }
-    };
-
-    let mut errors: Vec<(&str, String)> = Vec::new();
-    let name = required_string(&mut members, "name", &mut errors);
-    let parameters = match members.take("parameters") {
-        Some(raw) if ruby_class(&raw) != "Hash" => {
-            errors.push(("parameters", expected("Hash", &raw)));
-            None
-        }
-        other => other,
-    };
-    let tags = string_list(&mut members, "tags", &mut errors).unwrap_or_default();
-    let space_guid = required_string(&mut members, "space_guid", &mut errors);
-    let service_plan_guid = required_string(&mut members, "service_plan_guid", &mut errors);
-    // Known to CC's message, so type-checked as CC did, though v1 brokers have no use for them.
-    string_list(&mut members, "service_binding_guids", &mut errors);
-    string_list(&mut members, "service_key_guids", &mut errors);
-
-    if !errors.is_empty() {
-        let detail = errors
-            .iter()
-            .map(|(field, err)| format!("Field: {field}, Error: {err}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(ApiError::message_parse_error(&detail));
+    match ruby_class(&raw) {
+        "Hash" => serde_json::from_str::<Members>(raw.get()).map_err(parse_error),
+        "NilClass" => Err(ApiError::message_parse_error("Decoded JSON cannot be nil")),
+        class => Err(ApiError::message_parse_error(&format!(
+            "Decoded JSON must be an object, given an instance of {class}"
+        ))),
     }
-    Ok(CreateServiceInstance {
-        name: strip(&name.unwrap_or_default()).to_string(),
-        space_guid: space_guid.unwrap_or_default(),
-        service_plan_guid: service_plan_guid.unwrap_or_default(),
-        parameters,
-        tags,
-        gateway_data: members.take("gateway_data"),
-    })
+}
+
+/// One 1001 naming every failing field, in order.
+fn refuse_if_any(errors: &[(&str, String)]) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let detail = errors
+        .iter()
+        .map(|(field, err)| format!("Field: {field}, Error: {err}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(ApiError::message_parse_error(&detail))
 }
 
 /// The `accepts_incomplete` query flag: absent, `true` or `false`; anything else is 10004.
 /// v1 brokers are synchronous, so the value changes nothing else.
 pub fn accepts_incomplete(query: Option<&str>) -> Result<bool, ApiError> {
-    let mut flag = false;
+    flag(query, "accepts_incomplete")
+}
+
+/// A boolean query flag as CC's `convert_flag_to_bool`: absent (false), `true` or `false`;
+/// anything else is 10004.
+pub fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    let mut value = false;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if k == "accepts_incomplete" {
-            flag = match v.as_ref() {
+        if k == name {
+            value = match v.as_ref() {
                 "true" => true,
                 "false" => false,
                 _ => return Err(ApiError::invalid_request()),
             };
         }
     }
-    Ok(flag)
+    Ok(value)
 }
 
 /// True when arrays/objects nest deeper than `limit`, counting only brackets outside strings.
@@ -169,6 +260,29 @@ fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
 /// Ruby's `String#strip`: leading and trailing whitespace and NULs.
 fn strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\0' || c == '\u{0b}')
+}
+
+/// A member that must be a JSON object, kept raw.
+fn object(
+    members: &mut Members,
+    field: &'static str,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Option<Box<RawValue>> {
+    let raw = members.take(field)?;
+    if ruby_class(&raw) != "Hash" {
+        errors.push((field, expected("Hash", &raw)));
+        return None;
+    }
+    Some(raw)
+}
+
+fn optional_string(
+    members: &mut Members,
+    field: &'static str,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Option<String> {
+    let raw = members.take(field)?;
+    string(&raw).map_err(|err| errors.push((field, err))).ok()
 }
 
 fn required_string(

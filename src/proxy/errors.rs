@@ -4,7 +4,11 @@
 use crate::auth::AuthError;
 use crate::cc::error::HttpDetail;
 use crate::cc::ApiError;
-use crate::service::{BrokerError, BrokerFailure, ProvisionError, ReadError};
+use crate::service::{
+    BindError, BrokerError, BrokerFailure, DeleteError, ProvisionError, ReadError, RuleViolation,
+    UpdateError,
+};
+use crate::store::{HandleKind, StoreError};
 
 pub fn from_auth(e: AuthError) -> ApiError {
     match e {
@@ -31,16 +35,123 @@ pub fn from_provision(e: &ProvisionError) -> ApiError {
         ProvisionError::TagsTooLong { name, .. } => ApiError::tags_too_long(name),
         ProvisionError::NameTaken { name } => ApiError::name_taken(name),
         ProvisionError::Broker(b) => from_broker(b),
-        // Never the store's own words: they may name paths or the database.
-        ProvisionError::Store(_) => ApiError::unknown(),
+        ProvisionError::Store(e) => from_store(e),
     }
 }
 
 pub fn from_read(e: &ReadError) -> ApiError {
     match e {
         ReadError::NotFound { guid } => ApiError::instance_not_found(guid),
+        ReadError::HandleNotFound { kind, guid } => handle_not_found(*kind, guid),
         ReadError::InsufficientScope => ApiError::insufficient_scope(),
-        ReadError::Store(_) => ApiError::unknown(),
+        ReadError::Store(e) => from_store(e),
+    }
+}
+
+pub fn from_update(e: &UpdateError) -> ApiError {
+    match e {
+        UpdateError::NotFound { guid } => ApiError::instance_not_found(guid),
+        UpdateError::InsufficientScope => ApiError::insufficient_scope(),
+        UpdateError::SpaceChange => ApiError::space_change_not_allowed(),
+        UpdateError::PlanNotUpdateable => ApiError::plan_not_updateable(),
+        UpdateError::Invalid { violation, name } => from_rule(*violation, name),
+        UpdateError::NameTaken { name } => ApiError::name_taken(name),
+        UpdateError::InProgress { guid } => ApiError::operation_in_progress(guid),
+        UpdateError::Store(e) => from_store(e),
+    }
+}
+
+pub fn from_delete(e: &DeleteError) -> ApiError {
+    match e {
+        DeleteError::NotFound { guid } => ApiError::instance_not_found(guid),
+        DeleteError::InsufficientScope => ApiError::insufficient_scope(),
+        DeleteError::NotEmpty => ApiError::association_not_empty(),
+        DeleteError::InProgress { guid } => ApiError::operation_in_progress(guid),
+        DeleteError::BrokerNotConfigured { broker } => not_configured(&format!("broker {broker}")),
+        DeleteError::Refused(b) => deprovision_failed(b),
+        DeleteError::Broker(b) => from_broker(b),
+        DeleteError::Store(e) => from_store(e),
+    }
+}
+
+pub fn from_bind(e: &BindError) -> ApiError {
+    match e {
+        BindError::InstanceNotFound { guid } => ApiError::instance_not_found(guid),
+        BindError::HandleNotFound { kind, guid } => handle_not_found(*kind, guid),
+        BindError::InsufficientScope => ApiError::insufficient_scope(),
+        BindError::InProgress { instance_guid } => ApiError::operation_in_progress(instance_guid),
+        BindError::AppBound => ApiError::binding_app_taken(),
+        BindError::KeyNameTaken { name } => ApiError::key_name_taken(name),
+        BindError::KeyInvalid { detail } => ApiError::key_invalid(detail),
+        BindError::NotConfigured { what } => not_configured(what),
+        BindError::Broker(b) => from_broker(b),
+        BindError::Store(e) => from_store(e),
+    }
+}
+
+/// An instance whose plan or broker an operator removed from the configuration: nothing can
+/// reach its broker until it is configured again.
+fn not_configured(what: &str) -> ApiError {
+    ApiError::service_unavailable(&format!(
+        "The {what} of this service instance is not configured."
+    ))
+}
+
+/// The broker answered a deprovision with an error: its own description, else its status and
+/// body, as a provision failure describes them.
+fn deprovision_failed(e: &BrokerError) -> ApiError {
+    let (status, description, body) = match &e.kind {
+        BrokerFailure::Rejected {
+            status,
+            description,
+            body,
+        }
+        | BrokerFailure::BadResponse {
+            status,
+            description,
+            body,
+        } => (*status, description.as_deref(), body.as_str()),
+        // Not a refusal; mapped as any broker failure.
+        _ => return from_broker(e),
+    };
+    let description = match description {
+        Some(d) => d.to_string(),
+        None => format!("Status Code: {}, Body: {body}", status_line(status)),
+    };
+    ApiError::deprovision_failed(
+        &description,
+        HttpDetail {
+            uri: e.uri.clone(),
+            method: e.method,
+            status,
+        },
+    )
+}
+
+fn handle_not_found(kind: HandleKind, guid: &str) -> ApiError {
+    match kind {
+        HandleKind::Binding => ApiError::binding_not_found(guid),
+        HandleKind::Key => ApiError::key_not_found(guid),
+    }
+}
+
+/// A name rule the instance `name` breaks.
+fn from_rule(violation: RuleViolation, name: &str) -> ApiError {
+    match violation {
+        RuleViolation::NameEmpty => ApiError::name_empty(),
+        RuleViolation::NameTooLong { limit } => ApiError::name_too_long(limit),
+        RuleViolation::TagsTooLong { .. } => ApiError::tags_too_long(name),
+    }
+}
+
+/// Never the store's own words: they may name paths or the database. A store that cannot
+/// serve now is 503, so clients and load balancers retry; anything else is CC's catch-all.
+pub fn from_store(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable { .. } => {
+            ApiError::service_unavailable("The service instance store is unavailable; try again.")
+        }
+        _ => ApiError::unknown(),
     }
 }
 

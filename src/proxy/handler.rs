@@ -11,12 +11,15 @@ use super::Outcome;
 use crate::auth::{Identity, Scope};
 use crate::cc::ApiError;
 use crate::config::Runtime;
-use crate::service::{Provisioner, Reader};
+use crate::service::{Binder, Deleter, Provisioner, Reader, Updater};
 
 /// The use cases handlers run.
 pub struct UseCases {
     pub provisioner: Provisioner,
     pub reader: Reader,
+    pub updater: Updater,
+    pub deleter: Deleter,
+    pub binder: Binder,
 }
 
 /// One owned request, as the dispatcher hands it over.
@@ -76,6 +79,17 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// The `Location` header (a 201's resource).
     pub location: Option<String>,
+}
+
+impl Answer {
+    /// 204, empty: a delete's answer.
+    pub fn no_content() -> Answer {
+        Answer {
+            status: 204,
+            body: Vec::new(),
+            location: None,
+        }
+    }
 }
 
 impl From<&ApiError> for Answer {

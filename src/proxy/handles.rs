@@ -10,9 +10,7 @@ use crate::cc::envelope::Credentials;
 use crate::cc::handles::{binding_url, key_url, render_binding, render_key, BindingView, KeyView};
 use crate::cc::{list, request};
 use crate::clock;
-use crate::service::{
-    Bind, BindError, ListHandles, ReadError, ReadHandle, Unbind, VisibleHandles,
-};
+use crate::service::{Bind, BindError, ListHandles, ReadError, ReadHandle, Unbind, VisibleHandles};
 use crate::store::{HandleField, HandleKind, HandleQuery, HandleRecord, Holder, ListQuery};
 
 /// The `q` fields of each list, as the Cloud Controller names them.
@@ -48,7 +46,15 @@ pub fn create_binding<'a>(
             app_guid: body.app_guid,
             name: body.name,
         };
-        create(uc, req, out, &body.service_instance_guid, holder, body.parameters).await
+        create(
+            uc,
+            req,
+            out,
+            &body.service_instance_guid,
+            holder,
+            body.parameters,
+        )
+        .await
     })
 }
 
@@ -64,7 +70,15 @@ pub fn create_key<'a>(
             Err(e) => return e.into(),
         };
         let holder = Holder::Key { name: body.name };
-        create(uc, req, out, &body.service_instance_guid, holder, body.parameters).await
+        create(
+            uc,
+            req,
+            out,
+            &body.service_instance_guid,
+            holder,
+            body.parameters,
+        )
+        .await
     })
 }
 

@@ -7,7 +7,11 @@ use crate::cc::envelope::{instance_url, render_instance, Credentials, InstanceVi
 use crate::cc::ApiError;
 use crate::cc::{list, request};
 use crate::clock;
-use crate::service::{ListInstances, Provision, ProvisionError, ReadError, ReadInstance};
+use crate::config::Runtime;
+use crate::service::{
+    DeleteError, DeleteInstance, ListInstances, Provision, ProvisionError, ReadError, ReadInstance,
+    UpdateError, UpdateInstance,
+};
 use crate::store::{CreatedInstance, InstanceField, InstanceQuery, ListQuery, StoreError};
 
 /// The `q` fields of the instance list, as the Cloud Controller names them.
@@ -59,7 +63,7 @@ pub fn create<'a>(
                 let guid = &created.reservation.guid;
                 Disposition::Reply(Answer {
                     status: 201,
-                    body: render(&created, true),
+                    body: render(req.rt, &created, true),
                     location: Some(instance_url(guid)),
                 })
             }
@@ -103,7 +107,7 @@ pub fn read<'a>(
         match uc.reader.read(command).await {
             Ok(seen) => Disposition::Reply(Answer {
                 status: 200,
-                body: render(&seen.instance, seen.secrets_visible),
+                body: render(req.rt, &seen.instance, seen.secrets_visible),
                 location: None,
             }),
             Err(e @ ReadError::NotFound { .. }) => Disposition::NotOurs(errors::from_read(&e)),
@@ -142,7 +146,7 @@ pub fn list<'a>(
                 let resources: Vec<Vec<u8>> = seen
                     .instances
                     .iter()
-                    .map(|instance| render(instance, seen.secrets_visible))
+                    .map(|instance| render(req.rt, instance, seen.secrets_visible))
                     .collect();
                 Disposition::Reply(Answer {
                     status: 200,
@@ -151,6 +155,105 @@ pub fn list<'a>(
                 })
             }
             Err(e) => refuse_read(out, req.request_id, &e),
+        }
+    })
+}
+
+/// `PUT /v2/service_instances/:guid`: a rename or retag of an instance brokergate holds
+/// (201, as the Cloud Controller answers an update); any other guid is not ours.
+pub fn update<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        let guid = req.params.get("guid").unwrap_or_default();
+        let body = match request::decode_update(req.body) {
+            Ok(body) => body,
+            Err(e) => return e.into(),
+        };
+        let command = UpdateInstance {
+            guid,
+            name: body.name,
+            tags: body.tags,
+            space_guid: body.space_guid,
+            service_plan_guid: body.service_plan_guid,
+            parameters: body.parameters.is_some(),
+            caller: req.caller,
+            scope: req.scope,
+            now: clock::now_unix(),
+        };
+        match uc.updater.update(command).await {
+            Ok(updated) => Disposition::Reply(Answer {
+                status: 201,
+                body: render(req.rt, &updated, true),
+                location: None,
+            }),
+            Err(e @ UpdateError::NotFound { .. }) => Disposition::NotOurs(errors::from_update(&e)),
+            Err(e) => {
+                let store = match &e {
+                    UpdateError::Store(store_err) => Some(store_err),
+                    _ => None,
+                };
+                let scope = matches!(e, UpdateError::InsufficientScope);
+                refuse(
+                    out,
+                    req.request_id,
+                    &e,
+                    scope,
+                    store,
+                    errors::from_update(&e),
+                )
+            }
+        }
+    })
+}
+
+/// `DELETE /v2/service_instances/:guid[?recursive=true]`: deprovisioned at the broker, then
+/// removed (204); any other guid is not ours.
+pub fn delete<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        // `accepts_incomplete` and `async` are validated, otherwise meaningless for v1.
+        let mut recursive = false;
+        for flag in ["recursive", "accepts_incomplete", "async"] {
+            match request::flag(req.query, flag) {
+                Ok(value) => recursive |= flag == "recursive" && value,
+                Err(e) => return e.into(),
+            }
+        }
+        let command = DeleteInstance {
+            guid: req.params.get("guid").unwrap_or_default(),
+            recursive,
+            caller: req.caller,
+            scope: req.scope,
+            request_id: req.request_id,
+            now: clock::now_unix(),
+        };
+        let outcome = uc.deleter.delete(req.rt, command).await;
+        out.broker = outcome.trace.broker;
+        out.broker_call = outcome.trace.broker_call;
+        match outcome.result {
+            Ok(()) => Disposition::Reply(Answer::no_content()),
+            Err(e @ DeleteError::NotFound { .. }) => Disposition::NotOurs(errors::from_delete(&e)),
+            Err(e) => {
+                let store = match &e {
+                    DeleteError::Store(store_err) => Some(store_err),
+                    _ => None,
+                };
+                let scope = matches!(e, DeleteError::InsufficientScope);
+                refuse(
+                    out,
+                    req.request_id,
+                    &e,
+                    scope,
+                    store,
+                    errors::from_delete(&e),
+                )
+            }
         }
     })
 }
@@ -182,7 +285,7 @@ fn store_query(page: &list::ListQuery) -> InstanceQuery {
 }
 
 /// A read's or a list's refusal, recorded as [`refuse`] does.
-fn refuse_read(out: &mut Outcome, request_id: &str, e: &ReadError) -> Disposition {
+pub(super) fn refuse_read(out: &mut Outcome, request_id: &str, e: &ReadError) -> Disposition {
     let store = match e {
         ReadError::Store(store_err) => Some(store_err),
         _ => None,
@@ -193,7 +296,7 @@ fn refuse_read(out: &mut Outcome, request_id: &str, e: &ReadError) -> Dispositio
 
 /// A use case's refusal, as every handler records it: a missing scope is counted as an auth
 /// failure, a store failure logged (its words never reach the client), and `api` answered.
-fn refuse(
+pub(super) fn refuse(
     out: &mut Outcome,
     request_id: &str,
     error: &dyn std::fmt::Display,
@@ -211,8 +314,9 @@ fn refuse(
     api.into()
 }
 
-/// The instance resource; without `secrets`, credentials and dashboard URL redacted.
-fn render(created: &CreatedInstance, secrets: bool) -> Vec<u8> {
+/// The instance resource; without `secrets`, credentials and dashboard URL redacted. The
+/// offering comes from the configuration `rt` serves with.
+pub(super) fn render(rt: &Runtime, created: &CreatedInstance, secrets: bool) -> Vec<u8> {
     let (r, p) = (&created.reservation, &created.provisioned);
     let (credentials, dashboard_url) = if secrets {
         (
@@ -231,6 +335,11 @@ fn render(created: &CreatedInstance, secrets: bool) -> Vec<u8> {
         gateway_data: &p.gateway_data,
         dashboard_url,
         tags: &r.tags,
+        service_guid: rt
+            .plan(&r.service_plan_guid)
+            .map(|plan| plan.service.guid.as_str()),
+        last_operation: created.last_operation.as_str(),
         created_at: r.created_at,
+        updated_at: created.updated_at,
     })
 }

@@ -6,6 +6,7 @@
 mod dispatch;
 mod errors;
 mod handler;
+mod handles;
 mod instances;
 mod reply;
 mod routes;

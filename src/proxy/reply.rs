@@ -14,7 +14,8 @@ use crate::cc::ApiError;
 /// How long an early reply waits to drain an unread request body before closing instead.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Writes a complete JSON answer.
+/// Writes a complete JSON answer; a 204 (a delete) has neither body nor body headers, as
+/// RFC 9110 asks and the npm client expects.
 pub async fn json(
     session: &mut Session,
     status: u16,
@@ -23,6 +24,12 @@ pub async fn json(
     location: Option<&str>,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(6))?;
+    if status == 204 {
+        resp.insert_header("X-VCAP-Request-ID", request_id)?;
+        resp.insert_header("X-Content-Type-Options", "nosniff")?;
+        session.write_response_header(Box::new(resp), true).await?;
+        return Ok(());
+    }
     resp.insert_header("Content-Type", "application/json;charset=utf-8")?;
     resp.insert_header("Content-Length", body.len().to_string())?;
     resp.insert_header("X-VCAP-Request-ID", request_id)?;

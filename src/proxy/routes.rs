@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 use super::handler::{Handler, Params};
-use super::instances;
+use super::{handles, instances};
 use crate::auth::Scope;
 
 /// Whether the dispatcher reads the request body before the handler runs.
@@ -59,6 +59,102 @@ pub static ROUTES: &[Route] = &[
         scope: Scope::Read,
         body: Body::None,
         handler: instances::read,
+    },
+    Route {
+        method: http::Method::PUT,
+        pattern: "/v2/service_instances/:guid",
+        template: "/v2/service_instances/:guid",
+        scope: Scope::Write,
+        body: Body::Json,
+        handler: instances::update,
+    },
+    Route {
+        method: http::Method::DELETE,
+        pattern: "/v2/service_instances/:guid",
+        template: "/v2/service_instances/:guid",
+        scope: Scope::Write,
+        body: Body::None,
+        handler: instances::delete,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_instances/:guid/service_bindings",
+        template: "/v2/service_instances/:guid/service_bindings",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::instance_bindings,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_instances/:guid/service_keys",
+        template: "/v2/service_instances/:guid/service_keys",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::instance_keys,
+    },
+    Route {
+        method: http::Method::POST,
+        pattern: "/v2/service_bindings",
+        template: "/v2/service_bindings",
+        scope: Scope::Write,
+        body: Body::Json,
+        handler: handles::create_binding,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_bindings",
+        template: "/v2/service_bindings",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::list_bindings,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_bindings/:guid",
+        template: "/v2/service_bindings/:guid",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::read_binding,
+    },
+    Route {
+        method: http::Method::DELETE,
+        pattern: "/v2/service_bindings/:guid",
+        template: "/v2/service_bindings/:guid",
+        scope: Scope::Write,
+        body: Body::None,
+        handler: handles::delete_binding,
+    },
+    Route {
+        method: http::Method::POST,
+        pattern: "/v2/service_keys",
+        template: "/v2/service_keys",
+        scope: Scope::Write,
+        body: Body::Json,
+        handler: handles::create_key,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_keys",
+        template: "/v2/service_keys",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::list_keys,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_keys/:guid",
+        template: "/v2/service_keys/:guid",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::read_key,
+    },
+    Route {
+        method: http::Method::DELETE,
+        pattern: "/v2/service_keys/:guid",
+        template: "/v2/service_keys/:guid",
+        scope: Scope::Write,
+        body: Body::None,
+        handler: handles::delete_key,
     },
 ];
 

@@ -2,15 +2,28 @@
 //! snapshot, talks to ports ([`BrokerPort`], [`crate::store::Store`]) and returns one
 //! [`Outcome`] — its result (or a domain error the edge renders) and what it did at the broker.
 
+mod bind;
 mod broker;
+mod delete;
+mod finisher;
+mod lease;
 mod provision;
 mod read;
 pub mod recovery;
 pub mod rules;
+mod update;
 
+pub use bind::{Bind, BindError, Binder, Unbind};
 pub use broker::{
     BindOrder, BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerHandle, BrokerInstance,
     BrokerPort, ProvisionOrder, Removal, UnbindOrder,
 };
+pub use delete::{binding_options, DeleteError, DeleteInstance, Deleter};
+pub use finisher::{Finished, Finisher};
 pub use provision::{Outcome, Provision, ProvisionError, Provisioner, Trace};
-pub use read::{ListInstances, ReadError, ReadInstance, Reader, VisibleInstance, VisiblePage};
+pub use read::{
+    ListHandles, ListInstances, ReadError, ReadHandle, ReadInstance, Reader, VisibleHandle,
+    VisibleHandles, VisibleInstance, VisiblePage,
+};
+pub use rules::RuleViolation;
+pub use update::{UpdateError, UpdateInstance, Updater};

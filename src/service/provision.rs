@@ -18,11 +18,14 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::broker::{BrokerCall, BrokerError, BrokerFailure, BrokerPort, ProvisionOrder};
+use super::lease::lease_for;
 use super::rules::{self, RuleViolation};
 use crate::auth::{Identity, Scope};
 use crate::config::{Broker, Plan, Runtime};
 use crate::metrics::Metrics;
-use crate::store::{CreatedInstance, Lease, Provisioned, Reservation, Store, StoreError};
+use crate::store::{
+    CreatedInstance, Lease, Operation, Provisioned, Reservation, Store, StoreError,
+};
 
 /// `POST /v2/service_instances`, as a command.
 #[derive(Debug)]
@@ -84,10 +87,6 @@ pub enum ProvisionError {
     #[error("{0}")]
     Store(StoreError),
 }
-
-/// What a reservation's lease adds to the broker call and the deprovision that may follow a
-/// failed commit: store latency and clock skew between replicas.
-const LEASE_MARGIN_SECONDS: i64 = 30;
 
 pub struct Provisioner {
     store: Arc<dyn Store>,
@@ -232,6 +231,8 @@ impl Provisioner {
         Ok(CreatedInstance {
             reservation,
             provisioned,
+            last_operation: Operation::Create,
+            updated_at: None,
         })
     }
 
@@ -270,15 +271,9 @@ impl Provisioner {
 }
 
 /// A reservation is held across the broker call and, when the commit fails, the deprovision
-/// that follows; each lasts at most the broker's timeout.
+/// that follows.
 fn lease(owner: &str, broker: &Broker, now_unix: i64) -> Lease {
-    let timeout = i64::try_from(broker.timeout.as_secs()).unwrap_or(i64::MAX);
-    Lease {
-        owner: owner.to_string(),
-        expires_at: now_unix
-            .saturating_add(timeout.saturating_mul(2))
-            .saturating_add(LEASE_MARGIN_SECONDS),
-    }
+    lease_for(owner, broker, now_unix, 2)
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use crate::auth::{Identity, Scope};
-use crate::store::{CreatedInstance, InstanceQuery, Listed, State, Store, StoreError};
+use crate::store::{
+    CreatedInstance, HandleKind, HandleQuery, HandleRecord, InstanceQuery, Listed, State, Store,
+    StoreError,
+};
 
 /// `GET /v2/service_instances/:guid`, as a command.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +33,9 @@ pub enum ReadError {
     /// Not an instance brokergate holds (or one still being created).
     #[error("no instance {guid}")]
     NotFound { guid: String },
+    /// Not a binding or key (of that kind) brokergate holds, or one still being made.
+    #[error("no {} {guid}", kind.as_str())]
+    HandleNotFound { kind: HandleKind, guid: String },
     #[error("token lacks cloud_controller.read")]
     InsufficientScope,
     #[error("{0}")]
@@ -54,6 +60,41 @@ pub struct VisiblePage {
     pub secrets_visible: bool,
 }
 
+/// `GET /v2/service_bindings/:guid` or `GET /v2/service_keys/:guid`, as a command.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadHandle<'a> {
+    pub guid: &'a str,
+    pub kind: HandleKind,
+    pub caller: &'a Identity,
+    pub scope: Scope,
+}
+
+/// A binding or key as one caller may see it.
+#[derive(Debug)]
+pub struct VisibleHandle {
+    pub handle: HandleRecord,
+    /// As [`VisibleInstance::secrets_visible`].
+    pub secrets_visible: bool,
+}
+
+/// A list of bindings or keys, as a command: all of them, or (`instance_guid`) those of one
+/// instance, which must then be one brokergate holds.
+#[derive(Debug, Clone, Copy)]
+pub struct ListHandles<'a> {
+    pub query: &'a HandleQuery,
+    pub instance_guid: Option<&'a str>,
+    pub caller: &'a Identity,
+    pub scope: Scope,
+}
+
+/// A page of bindings or keys as one caller may see them.
+#[derive(Debug)]
+pub struct VisibleHandles {
+    pub total: u64,
+    pub handles: Vec<HandleRecord>,
+    pub secrets_visible: bool,
+}
+
 pub struct Reader {
     store: Arc<dyn Store>,
 }
@@ -74,17 +115,12 @@ impl Reader {
             .map_err(ReadError::Store)?
             .ok_or_else(not_found)?;
         // A reservation is a create still waiting for its broker: no instance yet.
-        let State::Created(provisioned) = record.state else {
-            return Err(not_found());
-        };
+        let instance = CreatedInstance::from_record(record).ok_or_else(not_found)?;
         if !cmd.caller.allows(cmd.scope) {
             return Err(ReadError::InsufficientScope);
         }
         Ok(VisibleInstance {
-            instance: CreatedInstance {
-                reservation: record.reservation,
-                provisioned,
-            },
+            instance,
             secrets_visible: cmd.caller.allows(Scope::Write),
         })
     }
@@ -100,17 +136,61 @@ impl Reader {
         let Listed { total, items } = self.store.list(cmd.query).await.map_err(ReadError::Store)?;
         let instances = items
             .into_iter()
-            .filter_map(|record| {
-                let provisioned = record.provisioned()?.clone();
-                Some(CreatedInstance {
-                    reservation: record.reservation,
-                    provisioned,
-                })
-            })
+            .filter_map(CreatedInstance::from_record)
             .collect();
         Ok(VisiblePage {
             total,
             instances,
+            secrets_visible: cmd.caller.allows(Scope::Write),
+        })
+    }
+}
+
+impl Reader {
+    /// Found (a handle still being bound is not), then the scope, as for an instance.
+    pub async fn read_handle(&self, cmd: ReadHandle<'_>) -> Result<VisibleHandle, ReadError> {
+        let not_found = || ReadError::HandleNotFound {
+            kind: cmd.kind,
+            guid: cmd.guid.to_string(),
+        };
+        let handle = self
+            .store
+            .get_handle(cmd.guid)
+            .await
+            .map_err(ReadError::Store)?
+            .filter(|h| h.reservation.holder.kind() == cmd.kind && h.grant().is_some())
+            .ok_or_else(not_found)?;
+        if !cmd.caller.allows(cmd.scope) {
+            return Err(ReadError::InsufficientScope);
+        }
+        Ok(VisibleHandle {
+            handle,
+            secrets_visible: cmd.caller.allows(Scope::Write),
+        })
+    }
+
+    /// For one instance's handles, the instance is found first (not found: not ours); then the
+    /// scope, then one page.
+    pub async fn list_handles(&self, cmd: ListHandles<'_>) -> Result<VisibleHandles, ReadError> {
+        if let Some(guid) = cmd.instance_guid {
+            let found = self.store.get(guid).await.map_err(ReadError::Store)?;
+            if found.is_none_or(|r| matches!(r.state, State::Reserved(_))) {
+                return Err(ReadError::NotFound {
+                    guid: guid.to_string(),
+                });
+            }
+        }
+        if !cmd.caller.allows(cmd.scope) {
+            return Err(ReadError::InsufficientScope);
+        }
+        let Listed { total, items } = self
+            .store
+            .list_handles(cmd.query)
+            .await
+            .map_err(ReadError::Store)?;
+        Ok(VisibleHandles {
+            total,
+            handles: items,
             secrets_visible: cmd.caller.allows(Scope::Write),
         })
     }

@@ -208,7 +208,8 @@ mod tests {
         let updater = Updater::new(store.clone());
         let writer = identity(&["cloud_controller.write"]);
         let reader = identity(&["cloud_controller.read"]);
-        let cases: Vec<(UpdateInstance, fn(&UpdateError) -> bool)> = vec![
+        type Expected = fn(&UpdateError) -> bool;
+        let cases: Vec<(UpdateInstance, Expected)> = vec![
             (
                 UpdateInstance {
                     name: Some(String::new()),

@@ -30,11 +30,27 @@ pub struct Provisioned {
     pub dashboard_url: Option<String>,
 }
 
-/// An instance the broker provisioned and the store committed: what a 201 shows.
+/// An instance the broker provisioned and the store committed: what an envelope shows.
 #[derive(Debug, Clone)]
 pub struct CreatedInstance {
     pub reservation: Reservation,
     pub provisioned: Provisioned,
+    pub last_operation: Operation,
+    /// Unix seconds of the last rename or retag.
+    pub updated_at: Option<i64>,
+}
+
+impl CreatedInstance {
+    /// The instance a record holds, once committed (created, or being deleted).
+    pub fn from_record(record: InstanceRecord) -> Option<CreatedInstance> {
+        let provisioned = record.provisioned()?.clone();
+        Some(CreatedInstance {
+            reservation: record.reservation,
+            provisioned,
+            last_operation: record.last_operation,
+            updated_at: record.updated_at,
+        })
+    }
 }
 
 /// Who holds a row in flight and until when (unix seconds).
