@@ -292,3 +292,78 @@ async fn a_commit_failure_whose_deprovision_fails_still_frees_the_name() {
     let retry = create_named(&gw, name).await;
     assert_eq!(retry.status, 201, "{retry:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A delete cut short by a crash
+
+#[tokio::test]
+async fn a_delete_cut_short_by_a_crash_is_finished_at_the_next_start() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let mut gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let created = create_named(&gw, "crash-mid-delete").await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let guid = created.json()["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let service_id = broker.issued_ids()[0].clone();
+    let bearer = format!("bearer {}", token::valid_token());
+    let bind_body = json!({"service_instance_guid": guid, "app_guid": "app-1"}).to_string();
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let bound = support::client::send(
+        "POST",
+        &format!("{}/v2/service_bindings", gw.url()),
+        &headers,
+        bind_body,
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{bound:?}");
+
+    // The recursive delete unbinds, then the deprovision hangs at the broker: the crash comes
+    // after the broker may have acted and before the store heard of it.
+    broker.set_delete_mode(Mode::Hang);
+    let url = format!("{}/v2/service_instances/{guid}?recursive=true", gw.url());
+    let auth = bearer.clone();
+    let pending = tokio::spawn(async move {
+        support::client::try_send(
+            "DELETE",
+            &url,
+            &[("authorization", auth.as_str())],
+            Vec::new(),
+        )
+        .await
+    });
+    assert!(
+        broker.wait_for_deletes(1, T).await,
+        "the deprovision never arrived"
+    );
+    assert_eq!(broker.unbind_count(), 1);
+    gw.kill9();
+    let _ = pending.await;
+    let row = row_by_guid(gw.config(), &guid).expect("the instance is still recorded");
+    assert_eq!(row.state, "deleting");
+
+    broker.set_delete_mode(Mode::Ok);
+    let restarted = Gateway::start(gw.config().clone()).await;
+    assert!(
+        support::wait_until(T, || row_by_guid(restarted.config(), &guid).is_none()).await,
+        "the finisher did not finish the delete:\n{}",
+        logs(&restarted)
+    );
+    assert_eq!(broker.delete_count(), 2, "sent again after the crash");
+    assert!(!broker.holds_instance(&service_id));
+    let deletes = broker.delete_requests();
+    assert_eq!(
+        deletes[1].path,
+        format!("{CONFIGURATIONS_PATH}/{service_id}")
+    );
+    let read = support::client::get(
+        &format!("{}/v2/service_instances/{guid}", restarted.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
+    cc::assert_cc_error(&read, 404, 60004, "CF-ServiceInstanceNotFound");
+}

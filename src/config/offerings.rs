@@ -165,6 +165,126 @@ fn derive(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{parse, Runtime};
+
+    const BROKERS: &str = r#"
+[auth]
+symmetric_secrets = ["s"]
+[[brokers]]
+name = "b1"
+url = "http://127.0.0.1:9"
+token = "t"
+[[brokers]]
+name = "b2"
+url = "http://127.0.0.1:9"
+token = "t"
+"#;
+
+    fn runtime(toml: &str) -> Result<Runtime, ConfigError> {
+        let file = parse(&format!("{BROKERS}{toml}"), Vec::new())?;
+        Runtime::from_file(&file, &|_| None)
+    }
+
+    fn reason(toml: &str) -> String {
+        runtime(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn plans_name_declared_services_or_carry_their_own() {
+        let rt = runtime(
+            r#"
+[[services]]
+guid = "svc-mysql"
+label = "mysql"
+version = "5.7"
+provider = "core"
+description = "MySQL"
+broker = "b2"
+[[plans]]
+guid = "p-small"
+service = "svc-mysql"
+name = "small"
+unique_id = "mysql-small"
+[[plans]]
+guid = "p-old-1"
+broker = "b1"
+label = "echo"
+version = "1.0"
+name = "free"
+unique_id = "echo-free"
+[[plans]]
+guid = "p-old-2"
+broker = "b1"
+label = "echo"
+version = "1.0"
+name = "paid"
+unique_id = "echo-paid"
+"#,
+        )
+        .unwrap();
+        let small = rt.plan("p-small").unwrap();
+        assert_eq!(small.service.guid, "svc-mysql");
+        assert_eq!(small.broker.name, "b2");
+        assert_eq!(small.service.provider.as_deref(), Some("core"));
+        let (free, paid) = (rt.plan("p-old-1").unwrap(), rt.plan("p-old-2").unwrap());
+        assert!(
+            Arc::ptr_eq(&free.service, &paid.service),
+            "one derived offering"
+        );
+        assert_eq!(free.service.guid, derived_service_guid("echo", "1.0"));
+        assert_eq!(free.broker.name, "b1");
+    }
+
+    #[test]
+    fn offering_mistakes_name_the_key() {
+        let service = r#"
+[[services]]
+guid = "svc"
+label = "mysql"
+version = "5.7"
+broker = "b1"
+"#;
+        let plan = |extra: &str| {
+            format!("{service}[[plans]]\nguid = \"p\"\nname = \"n\"\nunique_id = \"u\"\n{extra}")
+        };
+        assert_eq!(
+            reason(&plan("service = \"nope\"")),
+            "plans[0].service: unknown service \"nope\""
+        );
+        assert!(
+            reason(&plan("service = \"svc\"\nlabel = \"x\"")).starts_with("plans[0].label: set on"),
+        );
+        assert!(reason(&plan("")).starts_with("plans[0].label: must not be empty"));
+        assert_eq!(
+            reason(&format!("{service}{service}")),
+            "services[1].guid: duplicate service guid \"svc\""
+        );
+        assert_eq!(
+            reason("[[services]]\nguid = \"s\"\nlabel = \"l\"\nversion = \"1\"\nbroker = \"zz\""),
+            "services[0].broker: unknown broker \"zz\""
+        );
+        let two_brokers = r#"
+[[plans]]
+guid = "a"
+broker = "b1"
+label = "echo"
+version = "1.0"
+name = "a"
+unique_id = "a"
+[[plans]]
+guid = "b"
+broker = "b2"
+label = "echo"
+version = "1.0"
+name = "b"
+unique_id = "b"
+"#;
+        assert!(
+            reason(two_brokers).starts_with("plans[1].broker: plans of echo 1.0 must share"),
+            "{}",
+            reason(two_brokers)
+        );
+    }
 
     #[test]
     fn derived_guids_are_stable_and_tell_label_and_version_apart() {
