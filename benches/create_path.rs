@@ -6,96 +6,16 @@
 //! Run: `scripts/cargo.sh bench --bench create_path` (env: BENCH_SECONDS per round, default 5;
 //! BENCH_CONCURRENCY, default 16; BENCH_ROUNDS, default 3). Prints a Markdown table.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use common::{closed_loop, env_or, median, succeeded, Round};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use support::broker::{MockBroker, Mode};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Round {
-    ok: usize,
-    failed: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Round {
-    fn rps(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64()
-    }
-    fn percentile(&self, p: f64) -> Duration {
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies.get(i).copied().unwrap_or_default()
-    }
-}
-
-/// Runs `concurrency` workers for `seconds`; each calls `request(n)` with a unique n.
-async fn closed_loop<F, Fut>(concurrency: u64, seconds: u64, request: F) -> Round
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let request = Arc::new(request);
-    let counter = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(seconds);
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (request, counter) = (request.clone(), counter.clone());
-        workers.push(tokio::spawn(async move {
-            let (mut lat, mut failed) = (Vec::new(), 0usize);
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                if request(n).await {
-                    lat.push(t.elapsed());
-                } else {
-                    failed += 1;
-                }
-            }
-            (lat, failed)
-        }));
-    }
-    let mut round = Round {
-        ok: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for w in workers {
-        let (lat, failed) = w.await.unwrap_or_default();
-        round.latencies.extend(lat);
-        round.failed += failed;
-    }
-    round.elapsed = start.elapsed();
-    round.ok = round.latencies.len();
-    round.latencies.sort();
-    round
-}
-
-/// Sends, reads the whole body, and checks the status.
-async fn succeeded(req: reqwest::RequestBuilder, status: u16) -> bool {
-    match req.send().await {
-        Ok(r) => r.status() == status && r.bytes().await.is_ok(),
-        Err(_) => false,
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -66,6 +66,13 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Prepares the database file — created readable by the owner only — and migrates its
     /// schema to the newest this binary knows. Fails if the file's schema is newer.
+    /// What SQLite plans for `query`'s count and page (`EXPLAIN QUERY PLAN`, one line per
+    /// step): how the bench and an operator see that a list is served from an index.
+    pub fn explain_list(&self, query: &InstanceQuery) -> Result<Vec<String>, StoreError> {
+        let conn = connection::open_reader(&self.path)?;
+        reads::instance_list_plans(&conn, query).map_err(error::classify)
+    }
+
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         connection::prepare_file(path)?;
         let schema = schema::migrate(&mut connection::open(path, options.synchronous)?)?;

@@ -234,7 +234,6 @@ impl Filter {
 
 /// What SQLite plans for an instance list's count and page (`EXPLAIN QUERY PLAN`), one line
 /// per step.
-#[cfg(test)]
 pub fn instance_list_plans(
     conn: &Connection,
     query: &InstanceQuery,
