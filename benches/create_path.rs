@@ -26,7 +26,7 @@ async fn main() {
 
     let broker = MockBroker::start(BROKER_TOKEN).await;
     broker.set_mode(Mode::Ok);
-    let gateway = Gateway::start(GatewayConfig::new(&broker.url()).env("RUST_LOG", "warn")).await;
+    let gateway = Gateway::start(GatewayConfig::new(&broker.url())).await;
     let token = support::token::valid_token();
     let client = reqwest::Client::builder()
         .no_proxy()

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use brokergate::cc::envelope::{render_instance, Credentials, InstanceView};
+use brokergate::cc::envelope::{render_instance, Credentials, InstanceView, LastOperationView};
 use brokergate::cc::request::decode;
 use brokergate::service::rules::check_name_and_tags;
 use brokergate::store::{
@@ -97,7 +97,7 @@ fn envelope_render(c: &mut Criterion) {
                 dashboard_url: Some("http://dashboard.example.com/svc-1"),
                 tags: &tags,
                 service_guid: Some("3dcca525-780d-5783-84f7-8a1c014e5780"),
-                last_operation: "create",
+                last_operation: LastOperationView::succeeded("create"),
                 created_at: 1_795_792_284,
                 updated_at: None,
             }))

@@ -11,9 +11,12 @@ use serde_json::{json, Value};
 
 use support::broker::{MockBroker, Mode, CONFIGURATIONS_PATH, TOKEN_HEADER};
 use support::cc;
-use support::client::{create, create_body, Response};
+use support::client::{create, create_body, get, send, Response};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
-use support::store::{allow_commits, fail_commits, reserved_rows, row_by_guid, rows_named};
+use support::store::{
+    allow_commits, allow_handle_commits, fail_commits, fail_handle_commits, reserved_rows,
+    row_by_guid, rows_named,
+};
 use support::token;
 
 const T: Duration = Duration::from_secs(10);
@@ -291,6 +294,51 @@ async fn a_commit_failure_whose_deprovision_fails_still_frees_the_name() {
     allow_commits(gw.config());
     let retry = create_named(&gw, name).await;
     assert_eq!(retry.status, 201, "{retry:?}");
+}
+
+#[tokio::test]
+async fn a_bind_whose_commit_fails_is_unbound_at_the_broker_and_leaves_no_binding() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let created = create_named(&gw, "bound-then-lost").await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let instance = created.json()["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let service_id = broker.issued_ids()[0].clone();
+    fail_handle_commits(gw.config());
+
+    let bearer = format!("bearer {}", token::valid_token());
+    let body = json!({"service_instance_guid": instance, "app_guid": "app-1"});
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let url = format!("{}/v2/service_bindings", gw.url());
+    let resp = send("POST", &url, &headers, body.to_string().into_bytes()).await;
+    cc::assert_cc_error(&resp, 500, 10001, "UnknownError");
+    assert!(!resp.text().contains("injected"), "{resp:?}");
+
+    // The handle the broker made is unbound at once, with the ids it issued.
+    let handles = broker.issued_handles();
+    assert_eq!(handles.len(), 1, "the broker bound once");
+    assert!(broker.wait_for_unbinds(1, T).await, "no unbind arrived");
+    let unbind = &broker.unbind_requests()[0];
+    assert_eq!(
+        unbind.path,
+        format!("{CONFIGURATIONS_PATH}/{service_id}/handles/{}", handles[0])
+    );
+    assert!(broker.live_handles(&service_id).is_empty());
+    let list = get(&url, Some(&token::valid_token())).await;
+    assert_eq!(list.json()["total_results"], 0, "{list:?}");
+
+    // Nothing is held: a retry binds once more and is kept.
+    allow_handle_commits(gw.config());
+    let retry = send("POST", &url, &headers, body.to_string().into_bytes()).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert_eq!(broker.live_handles(&service_id).len(), 1);
+    assert_eq!(broker.unbind_count(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------

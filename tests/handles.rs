@@ -734,8 +734,16 @@ async fn a_bind_racing_a_delete_is_refused_and_never_reaches_the_broker() {
     let (broker, gw, instance, _) = gateway_with_instance(|c| c).await;
     broker.set_delete_mode(Mode::Delay(Duration::from_millis(800)));
     let url = format!("{}{INSTANCES}/{instance}", gw.url());
-    let delete = tokio::spawn(concurrently(1, "DELETE", url, None));
+    let delete = tokio::spawn(concurrently(1, "DELETE", url.clone(), None));
     assert!(support::wait_until(T, || broker.delete_count() == 1).await);
+    // While the broker deprovisions, a read shows the delete in progress.
+    let read = get(&url, Some(&token::valid_token())).await;
+    assert_eq!(read.status, 200, "{read:?}");
+    let op = &read.json()["entity"]["last_operation"];
+    assert_eq!(
+        (op["type"].as_str(), op["state"].as_str()),
+        (Some("delete"), Some("in progress"))
+    );
     let resp = bind(&gw, &instance, "app-1", None).await;
     assert_cc_error(
         &resp,

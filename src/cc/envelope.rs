@@ -18,12 +18,34 @@ pub struct InstanceView<'a> {
     pub tags: &'a [String],
     /// The plan's service offering; `None` when the plan is no longer configured.
     pub service_guid: Option<&'a str>,
-    /// `create` or `update`: v1 operations are synchronous, so it always succeeded.
-    pub last_operation: &'static str,
+    pub last_operation: LastOperationView,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds of the last rename or retag.
     pub updated_at: Option<i64>,
+}
+
+/// `last_operation`'s `type` and `state`. v1 operations are synchronous: a create or update
+/// shown has succeeded; only a delete can be seen in progress (while the broker deprovisions,
+/// or until the finisher completes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastOperationView {
+    pub kind: &'static str,
+    pub state: &'static str,
+}
+
+impl LastOperationView {
+    pub const DELETE_IN_PROGRESS: LastOperationView = LastOperationView {
+        kind: "delete",
+        state: "in progress",
+    };
+
+    pub fn succeeded(kind: &'static str) -> LastOperationView {
+        LastOperationView {
+            kind,
+            state: "succeeded",
+        }
+    }
 }
 
 /// An instance's `credentials`, or what a caller who may not see them gets instead.
@@ -94,8 +116,8 @@ pub fn instance_url(guid: &str) -> String {
     format!("/v2/service_instances/{guid}")
 }
 
-/// The instance resource, whatever answers it (create, read, list, update). v1 operations are
-/// synchronous: `last_operation` is the last create or update, succeeded, dated when it ran.
+/// The instance resource, whatever answers it (create, read, list, update); `last_operation` is
+/// dated by the last create or update.
 pub fn render_instance(v: &InstanceView<'_>) -> Vec<u8> {
     let created_at = timestamp(v.created_at);
     let updated_at = v.updated_at.map(timestamp);
@@ -119,8 +141,8 @@ pub fn render_instance(v: &InstanceView<'_>) -> Vec<u8> {
             state: None,
             state_description: None,
             last_operation: LastOperation {
-                kind: v.last_operation,
-                state: "succeeded",
+                kind: v.last_operation.kind,
+                state: v.last_operation.state,
                 description: "",
                 created_at: operation_at,
                 updated_at,
@@ -177,7 +199,7 @@ mod tests {
             dashboard_url: Some("http://dashboard.example.com"),
             tags: &tags,
             service_guid: Some("SVC"),
-            last_operation: "create",
+            last_operation: LastOperationView::succeeded("create"),
             created_at: 1421718743,
             updated_at: None,
         });
@@ -251,7 +273,7 @@ mod tests {
             dashboard_url: None,
             tags: &[],
             service_guid: None,
-            last_operation: "update",
+            last_operation: LastOperationView::succeeded("update"),
             created_at: 1421718743,
             updated_at: Some(1421718800),
         });
@@ -279,7 +301,7 @@ mod tests {
             dashboard_url: Some(""),
             tags: &[],
             service_guid: None,
-            last_operation: "create",
+            last_operation: LastOperationView::succeeded("create"),
             created_at: 1,
             updated_at: None,
         });

@@ -3,7 +3,9 @@
 
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
 use super::{errors, Outcome};
-use crate::cc::envelope::{instance_url, render_instance, Credentials, InstanceView};
+use crate::cc::envelope::{
+    instance_url, render_instance, Credentials, InstanceView, LastOperationView,
+};
 use crate::cc::ApiError;
 use crate::cc::{list, request};
 use crate::clock;
@@ -338,7 +340,11 @@ pub(super) fn render(rt: &Runtime, created: &CreatedInstance, secrets: bool) -> 
         service_guid: rt
             .plan(&r.service_plan_guid)
             .map(|plan| plan.service.guid.as_str()),
-        last_operation: created.last_operation.as_str(),
+        last_operation: if created.deleting {
+            LastOperationView::DELETE_IN_PROGRESS
+        } else {
+            LastOperationView::succeeded(created.last_operation.as_str())
+        },
         created_at: r.created_at,
         updated_at: created.updated_at,
     })

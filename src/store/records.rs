@@ -38,6 +38,8 @@ pub struct CreatedInstance {
     pub last_operation: Operation,
     /// Unix seconds of the last rename or retag.
     pub updated_at: Option<i64>,
+    /// A delete holds it: the broker is deprovisioning it, or the finisher will.
+    pub deleting: bool,
 }
 
 impl CreatedInstance {
@@ -45,6 +47,7 @@ impl CreatedInstance {
     pub fn from_record(record: InstanceRecord) -> Option<CreatedInstance> {
         let provisioned = record.provisioned()?.clone();
         Some(CreatedInstance {
+            deleting: matches!(record.state, State::Deleting(..)),
             reservation: record.reservation,
             provisioned,
             last_operation: record.last_operation,

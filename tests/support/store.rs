@@ -97,6 +97,24 @@ pub fn fail_commits(config: &GatewayConfig) {
         .expect("create the fail_commit trigger");
 }
 
+/// From now on every commit of a bind or key fails inside the store, until
+/// [`allow_handle_commits`].
+pub fn fail_handle_commits(config: &GatewayConfig) {
+    db(config)
+        .execute_batch(
+            "CREATE TRIGGER fail_handle_commit BEFORE UPDATE ON service_handles
+             WHEN NEW.state = 'created'
+             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .expect("create the fail_handle_commit trigger");
+}
+
+pub fn allow_handle_commits(config: &GatewayConfig) {
+    db(config)
+        .execute_batch("DROP TRIGGER fail_handle_commit;")
+        .expect("drop the fail_handle_commit trigger");
+}
+
 pub fn allow_commits(config: &GatewayConfig) {
     db(config)
         .execute_batch("DROP TRIGGER fail_commit;")
