@@ -1,7 +1,8 @@
 //! The pingora background service that runs the finisher (`service::Finisher`): once at start
 //! — taking over every delete and unbind this owner's previous process left, unless this is a
 //! graceful upgrade whose predecessor is still finishing its own — and then every
-//! [`FINISH_INTERVAL`], taking over those whose lease expired, whoever held them.
+//! `[store] reaper_interval_seconds`, releasing the reservations and taking over the deletes
+//! and unbinds whose lease expired, whoever held them (another replica that crashed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +14,16 @@ use pingora::services::background::BackgroundService;
 
 use crate::clock;
 use crate::config::Runtime;
-use crate::service::Finisher;
-use crate::store::RecoveryPolicy;
-
-/// How often expired deletes and unbinds are looked for.
-pub const FINISH_INTERVAL: Duration = Duration::from_secs(30);
+use crate::metrics::Metrics;
+use crate::service::{recovery, Finisher};
+use crate::store::{RecoveryPolicy, Store};
 
 pub struct FinishService {
     pub finisher: Finisher,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Between passes.
+    pub interval: Duration,
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub owner: String,
     /// A graceful upgrade: the previous process of this owner may still be working.
@@ -34,6 +37,15 @@ impl FinishService {
             now: clock::now_unix(),
             predecessor_gone,
         };
+        // The start released this owner's reservations before serving; later passes release
+        // the expired ones of any owner.
+        if !predecessor_gone {
+            if let Err(e) = recovery::recover(&*self.store, &self.metrics, &policy).await {
+                log::error!(
+                    "Releasing expired reservations failed; retried next interval. error={e}"
+                );
+            }
+        }
         let rt = self.runtime.load_full();
         match self.finisher.finish(&rt, &policy).await {
             Ok(done) if done != Default::default() => log::info!(
@@ -52,7 +64,7 @@ impl FinishService {
 impl BackgroundService for FinishService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.pass(!self.upgrade).await;
-        let mut tick = tokio::time::interval(FINISH_INTERVAL);
+        let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {

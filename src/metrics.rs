@@ -9,6 +9,12 @@ use prometheus::{
 };
 
 /// Request and broker durations can legitimately reach the 60 s broker timeout.
+/// Store calls: an SQLite read takes tens of microseconds, a PostgreSQL round trip on a LAN
+/// a fraction of a millisecond, an fsync'd commit a few; the top buckets catch lock waits.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0,
     60.0, 120.0,
@@ -42,6 +48,7 @@ pub struct Metrics {
     pub handles_deleted: IntCounterVec,
     pub orphan_mitigations: IntCounterVec,
     pub store_reservations_recovered: IntCounter,
+    pub store_operation_duration: HistogramVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp: Gauge,
@@ -58,7 +65,17 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
+    histogram_with(registry, name, help, labels, DURATION_BUCKETS)
+}
+
+fn histogram_with(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
     let h = HistogramVec::new(opts, labels).expect("valid histogram definition");
     registry
         .register(Box::new(h.clone()))
@@ -116,6 +133,7 @@ impl Metrics {
             handles_created: counter(&r, "brokergate_handles_created_total", "Bindings and service keys the broker bound and the store committed.", &["broker", "kind"]),
             handles_deleted: counter(&r, "brokergate_handles_deleted_total", "Bindings and service keys the broker unbound and the store removed.", &["broker", "kind"]),
             orphan_mitigations: counter(&r, "brokergate_orphan_mitigations_total", "Deprovisions of broker instances brokergate could not keep.", &["broker", "result"]),
+            store_operation_duration: histogram_with(&r, "brokergate_store_operation_duration_seconds", "Time a store call took, by backend (sqlite, postgres), operation and outcome (ok, refused, unavailable, error).", &["backend", "operation", "outcome"], STORE_BUCKETS),
             store_reservations_recovered: counter_int("brokergate_store_reservations_recovered_total", "Reservations a start removed because their holder was gone or their lease expired."),
             config_reloads: counter(&r, "brokergate_config_reloads_total", "Configuration reload attempts.", &["result"]),
             config_last_reload_successful: gauge_int("brokergate_config_last_reload_successful", "1 when the last reload attempt succeeded."),

@@ -20,9 +20,9 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
 use crate::service::{
-    recovery, Binder, BrokerPort, Deleter, Finisher, Provisioner, Reader, Updater,
+    recovery, Binder, BrokerPort, Deleter, Finisher, LeasePolicy, Provisioner, Reader, Updater,
 };
-use crate::store::{RecoveryPolicy, SqliteStore, Store};
+use crate::store::{RecoveryPolicy, SqliteStore, Store, Timed};
 use crate::v1::V1Client;
 
 /// How pingora is started, beyond the config file.
@@ -44,10 +44,11 @@ pub fn open_store(
     metrics: &Metrics,
     upgrade: bool,
 ) -> Result<Arc<dyn Store>, String> {
-    let opened: Arc<dyn Store> = Arc::new(
+    let backend: Arc<dyn Store> = Arc::new(
         SqliteStore::open(Path::new(&store.sqlite_path), store.sqlite_options())
             .map_err(|e| format!("store.sqlite_path: {e}"))?,
     );
+    let opened = timed(backend, "sqlite", metrics);
     let policy = RecoveryPolicy {
         owner: store.owner.clone(),
         now: clock::now_unix(),
@@ -61,6 +62,19 @@ pub fn open_store(
         .block_on(recovery::recover(&*opened, metrics, &policy))
         .map_err(|e| format!("store recovery: {e}"))?;
     Ok(opened)
+}
+
+/// `store` with each call's latency recorded under `backend`.
+fn timed(store: Arc<dyn Store>, backend: &'static str, metrics: &Metrics) -> Arc<dyn Store> {
+    let histogram = metrics.store_operation_duration.clone();
+    Arc::new(Timed::new(
+        store,
+        Arc::new(move |operation, took, outcome| {
+            histogram
+                .with_label_values(&[backend, operation, outcome.as_str()])
+                .observe(took.as_secs_f64());
+        }),
+    ))
 }
 
 /// Builds the server with the gateway on `server.listen` and the admin listener on
@@ -103,7 +117,7 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
 
     let brokers: Arc<dyn BrokerPort> = Arc::new(V1Client::new(metrics.clone()));
-    let owner = &start.store.owner;
+    let owner = LeasePolicy::new(start.store.owner.clone(), start.store.lease_margin_seconds);
     let use_cases = UseCases {
         provisioner: Provisioner::new(
             store.clone(),
@@ -139,8 +153,11 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     );
     let finish = FinishService {
         finisher,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        interval: start.store.reaper_interval,
         runtime: runtime.clone(),
-        owner: owner.clone(),
+        owner: start.store.owner.clone(),
         upgrade: opts.upgrade,
     };
     let gateway = Gateway::new(runtime.clone(), use_cases, metrics.clone());

@@ -138,6 +138,26 @@ pub struct StoreSection {
     pub owner: String,
     /// Most read connections open at once.
     pub read_connections: usize,
+    /// What a lease adds to the broker calls it covers (store latency, clock skew between
+    /// replicas); past it another process may resolve the row.
+    pub lease_margin_seconds: u64,
+    /// How often expired reservations are released and expired deletes and unbinds finished.
+    pub reaper_interval_seconds: u64,
+    /// PostgreSQL instead of the embedded SQLite: `postgres://user@host:port/db`, with
+    /// `?sslmode=require` or `verify-full` for TLS. Empty: SQLite at `sqlite_path`.
+    pub url: String,
+    /// The environment variable holding the database password (instead of one in `url`).
+    pub password_env: String,
+    /// Most PostgreSQL connections this process opens.
+    pub pool_size: usize,
+    /// Longest a request waits for a pooled connection (connecting included) before 503.
+    pub acquire_timeout_seconds: u64,
+    /// Longest a new connection may take to be established.
+    pub connect_timeout_seconds: u64,
+    /// The server cancels a statement running longer (`statement_timeout`).
+    pub statement_timeout_seconds: u64,
+    /// A connection older than this is closed instead of reused.
+    pub max_lifetime_seconds: u64,
 }
 
 impl Default for StoreSection {
@@ -147,6 +167,15 @@ impl Default for StoreSection {
             synchronous: "full".into(),
             owner: String::new(),
             read_connections: 4,
+            lease_margin_seconds: 30,
+            reaper_interval_seconds: 30,
+            url: String::new(),
+            password_env: String::new(),
+            pool_size: 16,
+            acquire_timeout_seconds: 2,
+            connect_timeout_seconds: 2,
+            statement_timeout_seconds: 5,
+            max_lifetime_seconds: 1800,
         }
     }
 }

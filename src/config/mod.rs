@@ -10,7 +10,7 @@ mod target;
 pub use file::{FileConfig, StoreSection};
 pub use offerings::derived_service_guid;
 pub use runtime::{Broker, Plan, Runtime, Secret, Service};
-pub use start::{LogFormat, LogSettings, StartSettings, StoreSettings};
+pub use start::{LogFormat, LogSettings, PostgresSettings, StartSettings, StoreSettings};
 pub use target::Target;
 
 use std::path::Path;
@@ -81,7 +81,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         Ok(Settings {
-            start: StartSettings::from_file(file)?,
+            start: StartSettings::from_file(file, env)?,
             runtime: Runtime::from_file(file, env)?,
         })
     }
@@ -95,7 +95,7 @@ pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
 /// Loads the file and validates only its `[store]` section: what `migrate` needs, so it runs
 /// without the brokers' secrets or key files.
 pub fn load_store_settings(path: &Path) -> Result<StoreSettings, ConfigError> {
-    StoreSettings::from_section(&load_file(path)?.store)
+    StoreSettings::from_section(&load_file(path)?.store, &|name| std::env::var(name).ok())
 }
 
 /// Loads and validates, and returns the hex SHA-256 of what was loaded (the file's bytes and

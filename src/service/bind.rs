@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::broker::{BindOrder, BrokerError, BrokerPort, UnbindOrder};
 use super::delete::binding_options;
-use super::lease::lease_for;
+use super::lease::LeasePolicy;
 use super::provision::{Outcome, Trace};
 use crate::auth::{Identity, Scope};
 use crate::config::{Plan, Runtime};
@@ -88,8 +88,8 @@ pub struct Binder {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
     metrics: Arc<Metrics>,
-    /// Holder of this process's leases (`[store] owner`).
-    owner: String,
+    /// Whose leases this process takes, and for how long.
+    leases: LeasePolicy,
 }
 
 impl Binder {
@@ -97,13 +97,13 @@ impl Binder {
         store: Arc<dyn Store>,
         brokers: Arc<dyn BrokerPort>,
         metrics: Arc<Metrics>,
-        owner: String,
+        leases: impl Into<LeasePolicy>,
     ) -> Self {
         Binder {
             store,
             brokers,
             metrics,
-            owner,
+            leases: leases.into(),
         }
     }
 
@@ -156,7 +156,7 @@ impl Binder {
             created_at: cmd.now,
         };
         // The bind, and the unbind that follows a failed commit.
-        let lease = lease_for(&self.owner, &plan.broker, cmd.now, 2);
+        let lease = self.leases.for_calls(&plan.broker, cmd.now, 2);
         self.store
             .reserve_handle(&reservation, &lease)
             .await
@@ -277,7 +277,7 @@ impl Binder {
             .ok_or_else(|| BindError::NotConfigured {
                 what: format!("broker {broker_name}"),
             })?;
-        let lease = lease_for(&self.owner, broker, cmd.now, 1);
+        let lease = self.leases.for_calls(broker, cmd.now, 1);
         self.store
             .begin_unbind(cmd.guid, &lease)
             .await

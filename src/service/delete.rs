@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::broker::{BrokerError, BrokerFailure, BrokerPort, Removal, UnbindOrder};
-use super::lease::lease_for;
+use super::lease::LeasePolicy;
 use super::provision::{Outcome, Trace};
 use crate::auth::{Identity, Scope};
 use crate::config::{Broker, Runtime};
@@ -71,8 +71,8 @@ pub struct Deleter {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
     metrics: Arc<Metrics>,
-    /// Holder of this process's leases (`[store] owner`).
-    owner: String,
+    /// Whose leases this process takes, and for how long.
+    leases: LeasePolicy,
 }
 
 impl Deleter {
@@ -80,13 +80,13 @@ impl Deleter {
         store: Arc<dyn Store>,
         brokers: Arc<dyn BrokerPort>,
         metrics: Arc<Metrics>,
-        owner: String,
+        leases: impl Into<LeasePolicy>,
     ) -> Self {
         Deleter {
             store,
             brokers,
             metrics,
-            owner,
+            leases: leases.into(),
         }
     }
 
@@ -138,7 +138,7 @@ impl Deleter {
         } else {
             0
         };
-        let lease = lease_for(&self.owner, broker, cmd.now, handle_count + 1);
+        let lease = self.leases.for_calls(broker, cmd.now, handle_count + 1);
         self.store
             .begin_delete(cmd.guid, &lease, cmd.recursive)
             .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::bind::{BindError, Binder};
 use super::delete::Deleter;
-use super::lease::LEASE_MARGIN_SECONDS;
+use super::lease::LeasePolicy;
 use super::provision::Trace;
 use crate::config::{Broker, Runtime};
 use crate::store::{RecoveryPolicy, Store, StoreError, Unfinished};
@@ -33,16 +33,21 @@ pub struct Finisher {
     store: Arc<dyn Store>,
     deleter: Deleter,
     binder: Binder,
-    owner: String,
+    leases: LeasePolicy,
 }
 
 impl Finisher {
-    pub fn new(store: Arc<dyn Store>, deleter: Deleter, binder: Binder, owner: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        deleter: Deleter,
+        binder: Binder,
+        leases: impl Into<LeasePolicy>,
+    ) -> Self {
         Finisher {
             store,
             deleter,
             binder,
-            owner,
+            leases: leases.into(),
         }
     }
 
@@ -60,13 +65,7 @@ impl Finisher {
             .map(|b| i64::try_from(b.timeout.as_secs()).unwrap_or(i64::MAX))
             .max()
             .unwrap_or(0);
-        let claim = crate::store::Lease {
-            owner: self.owner.clone(),
-            expires_at: policy
-                .now
-                .saturating_add(slowest.saturating_mul(CLAIMED_CALLS))
-                .saturating_add(LEASE_MARGIN_SECONDS),
-        };
+        let claim = self.leases.covering(slowest, policy.now, CLAIMED_CALLS);
         let Unfinished { deletes, unbinds } = self.store.claim_unfinished(policy, &claim).await?;
         let mut done = Finished::default();
         for (instance, handles) in deletes {
@@ -142,7 +141,7 @@ impl Finisher {
 }
 
 /// How many broker calls' worth of time a claim covers.
-const CLAIMED_CALLS: i64 = 10;
+const CLAIMED_CALLS: u64 = 10;
 
 fn broker_named<'rt>(rt: &'rt Runtime, name: &str) -> Option<&'rt Broker> {
     rt.brokers.iter().find(|b| b.name == name).map(|b| &**b)

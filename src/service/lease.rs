@@ -5,17 +5,53 @@
 use crate::config::Broker;
 use crate::store::Lease;
 
-/// What a lease adds to its broker calls.
+/// The default `[store] lease_margin_seconds`.
 pub const LEASE_MARGIN_SECONDS: i64 = 30;
 
-/// A lease of `owner` from `now` (unix seconds) covering `calls` calls to `broker`.
-pub fn lease_for(owner: &str, broker: &Broker, now: i64, calls: u64) -> Lease {
-    let timeout = i64::try_from(broker.timeout.as_secs()).unwrap_or(i64::MAX);
-    let calls = i64::try_from(calls).unwrap_or(i64::MAX);
-    Lease {
-        owner: owner.to_string(),
-        expires_at: now
-            .saturating_add(timeout.saturating_mul(calls))
-            .saturating_add(LEASE_MARGIN_SECONDS),
+/// Whose leases this process takes, and what each adds to its broker calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasePolicy {
+    /// `[store] owner`.
+    pub owner: String,
+    /// `[store] lease_margin_seconds`.
+    pub margin_seconds: i64,
+}
+
+impl LeasePolicy {
+    pub fn new(owner: impl Into<String>, margin_seconds: i64) -> LeasePolicy {
+        LeasePolicy {
+            owner: owner.into(),
+            margin_seconds,
+        }
+    }
+
+    /// A lease from `now` (unix seconds) covering `calls` calls to `broker`.
+    pub fn for_calls(&self, broker: &Broker, now: i64, calls: u64) -> Lease {
+        let timeout = i64::try_from(broker.timeout.as_secs()).unwrap_or(i64::MAX);
+        self.covering(timeout, now, calls)
+    }
+
+    /// A lease from `now` covering `calls` calls of `timeout_seconds` each.
+    pub fn covering(&self, timeout_seconds: i64, now: i64, calls: u64) -> Lease {
+        let calls = i64::try_from(calls).unwrap_or(i64::MAX);
+        Lease {
+            owner: self.owner.clone(),
+            expires_at: now
+                .saturating_add(timeout_seconds.saturating_mul(calls))
+                .saturating_add(self.margin_seconds),
+        }
+    }
+}
+
+/// The default margin, for an owner given as a name alone (tests, tools).
+impl From<&str> for LeasePolicy {
+    fn from(owner: &str) -> LeasePolicy {
+        LeasePolicy::new(owner, LEASE_MARGIN_SECONDS)
+    }
+}
+
+impl From<String> for LeasePolicy {
+    fn from(owner: String) -> LeasePolicy {
+        LeasePolicy::new(owner, LEASE_MARGIN_SECONDS)
     }
 }

@@ -20,6 +20,7 @@ pub use broker::{
 };
 pub use delete::{binding_options, DeleteError, DeleteInstance, Deleter};
 pub use finisher::{Finished, Finisher};
+pub use lease::{LeasePolicy, LEASE_MARGIN_SECONDS};
 pub use provision::{Outcome, Provision, ProvisionError, Provisioner, Trace};
 pub use read::{
     ListHandles, ListInstances, ReadError, ReadHandle, ReadInstance, Reader, VisibleHandle,

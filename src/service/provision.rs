@@ -18,14 +18,12 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::broker::{BrokerCall, BrokerError, BrokerFailure, BrokerPort, ProvisionOrder};
-use super::lease::lease_for;
+use super::lease::LeasePolicy;
 use super::rules::{self, RuleViolation};
 use crate::auth::{Identity, Scope};
-use crate::config::{Broker, Plan, Runtime};
+use crate::config::{Plan, Runtime};
 use crate::metrics::Metrics;
-use crate::store::{
-    CreatedInstance, Lease, Operation, Provisioned, Reservation, Store, StoreError,
-};
+use crate::store::{CreatedInstance, Operation, Provisioned, Reservation, Store, StoreError};
 
 /// `POST /v2/service_instances`, as a command.
 #[derive(Debug)]
@@ -92,8 +90,8 @@ pub struct Provisioner {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
     metrics: Arc<Metrics>,
-    /// Holder of this process's reservations (`[store] owner`).
-    owner: String,
+    /// Whose reservations this process takes, and for how long.
+    leases: LeasePolicy,
 }
 
 impl Provisioner {
@@ -101,13 +99,13 @@ impl Provisioner {
         store: Arc<dyn Store>,
         brokers: Arc<dyn BrokerPort>,
         metrics: Arc<Metrics>,
-        owner: String,
+        leases: impl Into<LeasePolicy>,
     ) -> Self {
         Provisioner {
             store,
             brokers,
             metrics,
-            owner,
+            leases: leases.into(),
         }
     }
 
@@ -166,7 +164,8 @@ impl Provisioner {
             creator_email: cmd.caller.email.clone(),
             created_at: cmd.now,
         };
-        let lease = lease(&self.owner, &plan.broker, cmd.now);
+        // Held across the broker call and, when the commit fails, the deprovision after it.
+        let lease = self.leases.for_calls(&plan.broker, cmd.now, 2);
         self.store
             .reserve(&reservation, &lease)
             .await
@@ -232,6 +231,7 @@ impl Provisioner {
             reservation,
             provisioned,
             last_operation: Operation::Create,
+            deleting: false,
             updated_at: None,
         })
     }
@@ -268,12 +268,6 @@ impl Provisioner {
             .with_label_values(&[broker, result])
             .inc();
     }
-}
-
-/// A reservation is held across the broker call and, when the commit fails, the deprovision
-/// that follows.
-fn lease(owner: &str, broker: &Broker, now_unix: i64) -> Lease {
-    lease_for(owner, broker, now_unix, 2)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! What a start does with reservations a previous process left: the store removes those the
-//! policy resolves, and each one is reported, since the broker may hold an instance (or a
+//! What a start (and then every finisher pass, for expired leases) does with reservations a
+//! previous process left: the store removes those the policy resolves, and each one is reported, since the broker may hold an instance (or a
 //! handle) made before the crash whose id brokergate never learnt.
 
 use crate::metrics::Metrics;
@@ -26,7 +26,14 @@ pub async fn recover(
     }
     let count = removed.instances.len() + removed.handles.len();
     metrics.store_reservations_recovered.inc_by(count as u64);
-    log::info!(
+    // Runs at start and on every finisher pass: a pass that found nothing says so quietly.
+    let level = if count > 0 || policy.predecessor_gone {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    log::log!(
+        level,
         "Store recovery done. owner={:?} predecessor_gone={} released={} released_handles={}",
         policy.owner,
         policy.predecessor_gone,

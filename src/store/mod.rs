@@ -12,6 +12,7 @@
 mod memory;
 mod records;
 mod sqlite;
+mod timed;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -24,6 +25,7 @@ pub use records::{
     State, Unfinished,
 };
 pub use sqlite::{SchemaVersion, SqliteOptions, SqliteStore, Synchronous};
+pub use timed::{CallOutcome, Observer, Timed, OPERATIONS};
 
 use async_trait::async_trait;
 

@@ -66,6 +66,8 @@ pub struct GatewayConfig {
     symmetric_secrets: Vec<String>,
     public_key_files: Vec<PathBuf>,
     upstream: Option<String>,
+    /// Keys added to `[store]` (a PostgreSQL `url`, an `owner`, pool settings).
+    store_keys: Vec<String>,
     extra_toml: String,
     env: Vec<(String, String)>,
 }
@@ -90,6 +92,7 @@ impl GatewayConfig {
             symmetric_secrets: vec![super::token::DEFAULT_SECRET.to_string()],
             public_key_files: Vec::new(),
             upstream: None,
+            store_keys: Vec::new(),
             extra_toml: String::new(),
             env: Vec::new(),
         }
@@ -183,6 +186,13 @@ impl GatewayConfig {
         self
     }
 
+    /// A key of `[store]`, its value rendered as TOML (`.store_key("url", "postgres://…")`,
+    /// `.store_key("pool_size", 4)`); calls accumulate.
+    pub fn store_key(mut self, key: &str, value: impl Into<toml_value::Value>) -> Self {
+        self.store_keys.push(format!("{key} = {}", value.into().0));
+        self
+    }
+
     /// TOML appended verbatim after the seed (extra `[[brokers]]`, `[[plans]]`,
     /// `[[spaces]]`); calls accumulate.
     pub fn extra_toml(mut self, toml: &str) -> Self {
@@ -246,6 +256,7 @@ public_key_files = {keys}
 
 [store]
 sqlite_path = {sqlite}
+{store_keys}
 
 {upstream}
 [[brokers]]
@@ -278,11 +289,38 @@ organization_guid = "{ORG_GUID}"
             secrets = q_list(&self.symmetric_secrets),
             keys = q_list(&keys),
             sqlite = q(&self.sqlite_path().to_string_lossy()),
+            store_keys = self.store_keys.join("\n"),
             broker_url = q(&self.broker_url),
             timeout = self.broker_timeout_seconds,
             connect = self.connect_timeout_seconds,
             extra = self.extra_toml,
         )
+    }
+}
+
+/// A TOML value for [`GatewayConfig::store_key`]: a string, a number or a bool.
+pub mod toml_value {
+    pub struct Value(pub(super) String);
+
+    impl From<&str> for Value {
+        fn from(s: &str) -> Value {
+            Value(super::q(s))
+        }
+    }
+    impl From<String> for Value {
+        fn from(s: String) -> Value {
+            Value(super::q(&s))
+        }
+    }
+    impl From<u64> for Value {
+        fn from(n: u64) -> Value {
+            Value(n.to_string())
+        }
+    }
+    impl From<bool> for Value {
+        fn from(b: bool) -> Value {
+            Value(b.to_string())
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cc;
 pub mod client;
 pub mod gateway;
 pub mod json;
+pub mod postgres;
 pub mod raw;
 pub mod recorded;
 pub mod server;

@@ -10,7 +10,7 @@ use super::*;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
 use crate::service::{BindOrder, BrokerAnswer, BrokerHandle, BrokerInstance, Removal, UnbindOrder};
-use crate::store::{MemoryStore, State};
+use crate::store::{Lease, MemoryStore, State};
 use crate::v1::{originating_identity, ProvisionRequest};
 
 const PLAN: &str = "6df3af55-8f97-4dbe-9d6b-098eb53d8c17";
@@ -148,7 +148,7 @@ async fn run_counted(
     body: serde_json::Value,
     metrics: &Arc<Metrics>,
 ) -> Result<crate::store::CreatedInstance, ProvisionError> {
-    let p = Provisioner::new(store, broker, metrics.clone(), "test-owner".into());
+    let p = Provisioner::new(store, broker, metrics.clone(), "test-owner");
     let req = decode(body.to_string().as_bytes()).unwrap();
     let command = Provision {
         name: req.name,
@@ -392,7 +392,7 @@ fn a_reservation_is_leased_for_two_broker_calls_and_a_margin() {
     let broker = &rt.plan(PLAN).unwrap().broker;
     // The broker's default timeout is 60 s.
     assert_eq!(
-        lease("here", broker, 1_421_718_743),
+        LeasePolicy::from("here").for_calls(broker, 1_421_718_743, 2),
         Lease {
             owner: "here".into(),
             expires_at: 1_421_718_743 + 2 * 60 + 30
