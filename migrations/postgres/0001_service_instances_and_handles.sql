@@ -5,7 +5,7 @@
 -- drops duplicates, and the broker's answer must come back byte for byte.
 --
 -- Creation order is `seq` (SQLite's rowid): an identity, so the lists' order needs no clock.
--- Each list index ends in `seq`, so a page filtered on one value needs no sort.
+-- Each list index ends in `seq`, so a page filtered on one value is read in order, no sort.
 
 CREATE TABLE service_instances (
     seq               BIGINT GENERATED ALWAYS AS IDENTITY,
@@ -42,12 +42,21 @@ CREATE TABLE service_instances (
             AND credentials IS NOT NULL))
 );
 
-CREATE UNIQUE INDEX service_instances_by_seq ON service_instances (seq);
-CREATE INDEX service_instances_by_space ON service_instances (space_guid, seq);
-CREATE INDEX service_instances_by_name ON service_instances (name, seq);
-CREATE INDEX service_instances_by_plan ON service_instances (service_plan_guid, seq);
-CREATE INDEX service_instances_by_organization ON service_instances (organization_guid, seq);
-CREATE INDEX service_instances_by_gateway_name ON service_instances (broker_service_id, seq);
+-- Lists show created and deleting instances only: each list index holds just those (its
+-- predicate is the lists' own `state <> 'reserved'`), so a reservation costs none of them and
+-- a count can be read from the index alone.
+CREATE INDEX service_instances_listed ON service_instances (seq)
+    WHERE state <> 'reserved';
+CREATE INDEX service_instances_by_space ON service_instances (space_guid, seq)
+    WHERE state <> 'reserved';
+CREATE INDEX service_instances_by_name ON service_instances (name, seq)
+    WHERE state <> 'reserved';
+CREATE INDEX service_instances_by_plan ON service_instances (service_plan_guid, seq)
+    WHERE state <> 'reserved';
+CREATE INDEX service_instances_by_organization ON service_instances (organization_guid, seq)
+    WHERE state <> 'reserved';
+CREATE INDEX service_instances_by_gateway_name ON service_instances (broker_service_id, seq)
+    WHERE state <> 'reserved';
 
 CREATE TABLE service_handles (
     seq               BIGINT GENERATED ALWAYS AS IDENTITY,

@@ -101,18 +101,19 @@ impl Page {
             "service_instances",
             INSTANCE_COLUMNS,
             "state <> 'reserved'",
-            Vec::new(),
             query,
             instance_column,
         )
     }
 
+    /// The kind is written into the statement (a fixed word), not bound: so the plan can use
+    /// the indexes only bindings have.
     fn handles(query: &HandleQuery) -> Page {
+        let base = format!("kind = '{}' AND state <> 'reserved'", query.kind.as_str());
         Page::of(
             "service_handles",
             HANDLE_COLUMNS,
-            "kind = $1 AND state <> 'reserved'",
-            vec![Value::One(query.kind.as_str().to_string())],
+            &base,
             &query.list,
             handle_column,
         )
@@ -124,11 +125,11 @@ impl Page {
         table: &str,
         columns: &str,
         base: &str,
-        mut values: Vec<Value>,
         query: &ListQuery<F>,
         column: fn(F) -> &'static str,
     ) -> Page {
         let mut clause = base.to_string();
+        let mut values = Vec::new();
         for (field, wanted) in &query.conditions {
             let n = values.len() + 1;
             let (test, value) = match wanted.as_slice() {
