@@ -1,6 +1,7 @@
 //! The [`Store`] promises, written once and run against every backend: each function takes a
-//! factory of fresh, empty stores, and `store_conformance!(factory)` turns them all into tests
-//! in the backend's test module.
+//! factory of fresh, empty stores, and `store_conformance!(factory)` (or, for stores made
+//! asynchronously, `store_conformance!(async setup)`) turns them all into tests in the
+//! backend's test module.
 
 use std::any::Any;
 use std::future::Future;

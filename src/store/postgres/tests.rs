@@ -451,3 +451,46 @@ async fn sessions_on(db: &TestDb) -> i64 {
     task.await.unwrap();
     n
 }
+
+/// On a server with TLS: `require` encrypts without checking the certificate (libpq's
+/// meaning), `verify-full` refuses one the system's roots do not vouch for (a test server's
+/// self-signed one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_encrypts_and_verify_full_checks_the_certificate() {
+    let Some((db, _stores)) = replicas(0).await else {
+        return;
+    };
+    let (client, task) = connect(&db.url).await;
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    drop(client);
+    task.await.unwrap();
+    if ssl != "on" {
+        eprintln!("sslmode test skipped: the server has no TLS");
+        return;
+    }
+    let join = if db.url.contains('?') { '&' } else { '?' };
+    let with = |mode: &str| options(&format!("{}{join}sslmode={mode}", db.url));
+    let store = PgStore::open(&with("require")).await.unwrap();
+    // A pooled connection, held open while its session is looked at.
+    store.ping().await.unwrap();
+    let (client, task) = connect(&test_db::admin_url()).await;
+    let sessions: Vec<bool> = client
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = $1",
+            &[&db.name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    drop(client);
+    task.await.unwrap();
+    assert_eq!(sessions, [true]);
+    let refused = PgStore::open(&with("verify-full")).await.map(drop);
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable { .. })),
+        "{refused:?}"
+    );
+}
