@@ -1,8 +1,10 @@
 //! The [`Store`] promises, written once and run against every backend: each function takes a
-//! factory of fresh, empty stores, and `store_conformance!(factory)` turns them all into tests
-//! in the backend's test module.
+//! factory of fresh, empty stores, and `store_conformance!(factory)` (or, for stores made
+//! asynchronously, `store_conformance!(async setup)`) turns them all into tests in the
+//! backend's test module.
 
 use std::any::Any;
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -32,10 +34,12 @@ impl Subject {
     }
 }
 
-/// Generates one test per promise below, each on a fresh store from `$factory`.
+/// Generates one test per promise below, each on a fresh store from `$factory` (a closure
+/// returning a [`Subject`]). `async $setup`: a future of `Option<impl Factory>` run first in
+/// each test, for a backend whose stores are made asynchronously; `None` skips the test.
 macro_rules! store_conformance {
-    ($factory:expr) => {
-        $crate::store::conformance::store_conformance!(@each $factory;
+    (async $setup:expr) => {
+        $crate::store::conformance::store_conformance!(@each $setup;
             reserve_commit_and_get_show_each_state,
             get_of_an_unknown_guid_is_none,
             names_are_unique_per_space_only,
@@ -59,14 +63,41 @@ macro_rules! store_conformance {
             unfinished_deletes_and_unbinds_are_claimed_once
         );
     };
-    (@each $factory:expr; $($promise:ident),*) => {$(
+    ($factory:expr) => {
+        $crate::store::conformance::store_conformance!(
+            async $crate::store::conformance::ready($factory)
+        );
+    };
+    (@each $setup:expr; $($promise:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $promise() {
-            $crate::store::conformance::$promise(&$factory).await;
+            if let Some(factory) = $setup.await {
+                $crate::store::conformance::$promise(&factory).await;
+            }
         }
     )*};
 }
 pub(crate) use store_conformance;
+
+/// Makes a fresh, empty store.
+pub trait Factory {
+    fn make(&self) -> impl Future<Output = Subject>;
+}
+
+impl<F, Fut> Factory for F
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Subject>,
+{
+    fn make(&self) -> impl Future<Output = Subject> {
+        self()
+    }
+}
+
+/// A synchronous factory as a [`Factory`], for the macro's plain form.
+pub async fn ready(factory: impl Fn() -> Subject) -> Option<impl Factory> {
+    Some(move || std::future::ready(factory()))
+}
 
 const NOW: i64 = 1_800_000_000;
 
@@ -127,8 +158,8 @@ async fn guids(store: &dyn Store, policy: &RecoveryPolicy) -> Vec<String> {
     removed.into_iter().map(|r| r.guid).collect()
 }
 
-pub async fn reserve_commit_and_get_show_each_state(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn reserve_commit_and_get_show_each_state(factory: &impl Factory) {
+    let s = factory.make().await;
     let r = reservation("g1", "S", "n");
     s.store.reserve(&r, &held()).await.unwrap();
     let got = s.store.get("g1").await.unwrap().unwrap();
@@ -147,12 +178,19 @@ pub async fn reserve_commit_and_get_show_each_state(factory: &impl Fn() -> Subje
     assert_eq!(p.dashboard_url.as_deref(), Some("http://dash"));
 }
 
-pub async fn get_of_an_unknown_guid_is_none(factory: &impl Fn() -> Subject) {
-    assert!(factory().store.get("nope").await.unwrap().is_none());
+pub async fn get_of_an_unknown_guid_is_none(factory: &impl Factory) {
+    assert!(factory
+        .make()
+        .await
+        .store
+        .get("nope")
+        .await
+        .unwrap()
+        .is_none());
 }
 
-pub async fn names_are_unique_per_space_only(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn names_are_unique_per_space_only(factory: &impl Factory) {
+    let s = factory.make().await;
     reserve(&*s.store, "g1", "n", held()).await;
     let again = s.store.reserve(&reservation("g2", "S", "n"), &held()).await;
     assert!(matches!(again, Err(StoreError::NameTaken)), "{again:?}");
@@ -165,10 +203,8 @@ pub async fn names_are_unique_per_space_only(factory: &impl Fn() -> Subject) {
     assert!(matches!(again, Err(StoreError::NameTaken)), "{again:?}");
 }
 
-pub async fn release_frees_the_name_and_never_removes_a_created_row(
-    factory: &impl Fn() -> Subject,
-) {
-    let s = factory();
+pub async fn release_frees_the_name_and_never_removes_a_created_row(factory: &impl Factory) {
+    let s = factory.make().await;
     reserve(&*s.store, "g1", "n", held()).await;
     s.store.release("g1").await.unwrap();
     assert!(s.store.get("g1").await.unwrap().is_none());
@@ -183,15 +219,15 @@ pub async fn release_frees_the_name_and_never_removes_a_created_row(
     assert!(matches!(kept.state, State::Created(_)));
 }
 
-pub async fn a_duplicate_guid_is_not_a_taken_name(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn a_duplicate_guid_is_not_a_taken_name(factory: &impl Factory) {
+    let s = factory.make().await;
     reserve(&*s.store, "g1", "n", held()).await;
     let dup = s.store.reserve(&reservation("g1", "S", "m"), &held()).await;
     assert!(matches!(dup, Err(StoreError::Backend(_))), "{dup:?}");
 }
 
-pub async fn concurrent_reserves_of_one_name_have_one_winner(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn concurrent_reserves_of_one_name_have_one_winner(factory: &impl Factory) {
+    let s = factory.make().await;
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = s.store.clone();
@@ -213,8 +249,8 @@ pub async fn concurrent_reserves_of_one_name_have_one_winner(factory: &impl Fn()
     assert_eq!((won, taken), (1, 19));
 }
 
-pub async fn commit_needs_a_reservation(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn commit_needs_a_reservation(factory: &impl Factory) {
+    let s = factory.make().await;
     let missing = s.store.commit("nope", &provisioned()).await;
     assert!(
         matches!(missing, Err(StoreError::NoReservation(ref g)) if g == "nope"),
@@ -229,10 +265,8 @@ pub async fn commit_needs_a_reservation(factory: &impl Fn() -> Subject) {
     );
 }
 
-pub async fn a_start_after_a_crash_frees_the_owners_reservations_only(
-    factory: &impl Fn() -> Subject,
-) {
-    let s = factory();
+pub async fn a_start_after_a_crash_frees_the_owners_reservations_only(factory: &impl Factory) {
+    let s = factory.make().await;
     reserve(&*s.store, "mine", "a", held()).await;
     reserve(&*s.store, "theirs", "b", lease("b", NOW + 150)).await;
     reserve(&*s.store, "theirs-expired", "c", lease("b", NOW - 1)).await;
@@ -253,8 +287,8 @@ pub async fn a_start_after_a_crash_frees_the_owners_reservations_only(
     assert!(guids(&*s.store, &policy("a", false)).await.is_empty());
 }
 
-pub async fn an_upgrade_start_frees_only_expired_leases(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn an_upgrade_start_frees_only_expired_leases(factory: &impl Factory) {
+    let s = factory.make().await;
     reserve(&*s.store, "mine", "a", held()).await;
     reserve(&*s.store, "mine-expired", "b", lease("a", NOW - 1)).await;
     // A lease ends at `expires_at`.
@@ -268,8 +302,8 @@ pub async fn an_upgrade_start_frees_only_expired_leases(factory: &impl Fn() -> S
     assert!(s.store.get("theirs").await.unwrap().is_some());
 }
 
-pub async fn committed_rows_survive_recovery(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn committed_rows_survive_recovery(factory: &impl Factory) {
+    let s = factory.make().await;
     reserve(&*s.store, "done", "a", lease("a", NOW - 100)).await;
     s.store.commit("done", &provisioned()).await.unwrap();
     let everything = RecoveryPolicy {
@@ -281,8 +315,8 @@ pub async fn committed_rows_survive_recovery(factory: &impl Fn() -> Subject) {
     assert!(matches!(kept.state, State::Created(_)));
 }
 
-pub async fn ping_answers(factory: &impl Fn() -> Subject) {
-    factory().store.ping().await.unwrap();
+pub async fn ping_answers(factory: &impl Factory) {
+    factory.make().await.store.ping().await.unwrap();
 }
 
 /// A created instance `guid` named `name` in `space`, made `age` seconds before `NOW`.
@@ -376,8 +410,8 @@ async fn handle_guids(store: &dyn Store, q: &HandleQuery) -> (u64, Vec<String>) 
     (page.total, guids)
 }
 
-pub async fn lists_filter_page_and_order_created_instances(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn lists_filter_page_and_order_created_instances(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "a", "S", "one", 50).await;
     created(store, "b", "S", "two", 40).await;
@@ -443,8 +477,8 @@ pub async fn lists_filter_page_and_order_created_instances(factory: &impl Fn() -
     assert_eq!(listed(store, &past_the_end).await, (5, vec![]));
 }
 
-pub async fn updates_rename_and_retag_keeping_names_unique(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn updates_rename_and_retag_keeping_names_unique(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "a", "S", "one", 10).await;
     created(store, "b", "S", "two", 10).await;
@@ -506,8 +540,8 @@ pub async fn updates_rename_and_retag_keeping_names_unique(factory: &impl Fn() -
     );
 }
 
-pub async fn a_delete_holds_the_instance_until_finished_or_aborted(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn a_delete_holds_the_instance_until_finished_or_aborted(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "a", "S", "one", 10).await;
     reserve(store, "r", "pending", held()).await;
@@ -546,10 +580,8 @@ pub async fn a_delete_holds_the_instance_until_finished_or_aborted(factory: &imp
     }
 }
 
-pub async fn a_delete_waits_for_handles_and_takes_them_only_when_recursive(
-    factory: &impl Fn() -> Subject,
-) {
-    let s = factory();
+pub async fn a_delete_waits_for_handles_and_takes_them_only_when_recursive(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "i", "S", "one", 10).await;
     // A bind in flight: the delete waits.
@@ -598,8 +630,8 @@ pub async fn a_delete_waits_for_handles_and_takes_them_only_when_recursive(
     assert!(store.get_handle("k1").await.unwrap().is_none());
 }
 
-pub async fn handles_are_reserved_committed_listed_and_unique(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn handles_are_reserved_committed_listed_and_unique(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "i", "S", "one", 10).await;
     created(store, "j", "S", "two", 10).await;
@@ -691,8 +723,8 @@ pub async fn handles_are_reserved_committed_listed_and_unique(factory: &impl Fn(
     );
 }
 
-pub async fn an_unbind_holds_the_handle_until_finished_or_aborted(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn an_unbind_holds_the_handle_until_finished_or_aborted(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "i", "S", "one", 10).await;
     bound(store, &binding("b1", "i", "app-1")).await;
@@ -735,8 +767,8 @@ pub async fn an_unbind_holds_the_handle_until_finished_or_aborted(factory: &impl
     }
 }
 
-pub async fn concurrent_deletes_have_one_winner(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn concurrent_deletes_have_one_winner(factory: &impl Factory) {
+    let s = factory.make().await;
     created(&*s.store, "i", "S", "one", 10).await;
     let tasks: Vec<_> = (0..10)
         .map(|_| {
@@ -755,9 +787,9 @@ pub async fn concurrent_deletes_have_one_winner(factory: &impl Fn() -> Subject) 
     assert_eq!((won, busy), (1, 9));
 }
 
-pub async fn a_delete_racing_a_bind_has_one_winner(factory: &impl Fn() -> Subject) {
+pub async fn a_delete_racing_a_bind_has_one_winner(factory: &impl Factory) {
     for round in 0..10 {
-        let s = factory();
+        let s = factory.make().await;
         created(&*s.store, "i", "S", "one", 10).await;
         let store = s.store.clone();
         let delete = tokio::spawn(async move { store.begin_delete("i", &held(), true).await });
@@ -781,8 +813,8 @@ pub async fn a_delete_racing_a_bind_has_one_winner(factory: &impl Fn() -> Subjec
     }
 }
 
-pub async fn recovery_frees_handle_reservations_too(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn recovery_frees_handle_reservations_too(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "i", "S", "one", 10).await;
     store
@@ -804,8 +836,8 @@ pub async fn recovery_frees_handle_reservations_too(factory: &impl Fn() -> Subje
     assert!(store.get_handle("done").await.unwrap().is_some());
 }
 
-pub async fn unfinished_deletes_and_unbinds_are_claimed_once(factory: &impl Fn() -> Subject) {
-    let s = factory();
+pub async fn unfinished_deletes_and_unbinds_are_claimed_once(factory: &impl Factory) {
+    let s = factory.make().await;
     let store = &*s.store;
     created(store, "gone", "S", "one", 10).await;
     bound(store, &binding("gone-b", "gone", "app-1")).await;

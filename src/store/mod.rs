@@ -1,5 +1,6 @@
 //! Where instances and their handles are recorded: the [`Store`] port the use cases talk to,
-//! and the backends behind it (embedded SQLite; an in-memory one for use-case tests).
+//! and the backends behind it (embedded SQLite; PostgreSQL, shared by replicas; an in-memory
+//! one for use-case tests).
 //!
 //! Every broker call is guarded by a row state taken before it, atomically, under a [`Lease`]:
 //! a name is reserved ([`State::Reserved`], unique per space) before a provision and becomes
@@ -10,6 +11,7 @@
 //! never called twice for one operation.
 
 mod memory;
+mod postgres;
 mod records;
 mod sqlite;
 mod timed;
@@ -18,6 +20,7 @@ mod timed;
 pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
+pub use postgres::{redacted_url, PgOptions, PgStore, PoolStatus};
 pub use records::{
     CreatedInstance, HandleField, HandleGrant, HandleKind, HandleQuery, HandleRecord,
     HandleReservation, HandleState, Holder, InstanceField, InstanceQuery, InstanceRecord,
