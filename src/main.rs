@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use brokergate::cli::{Cli, Command};
 use brokergate::config::{self, LogSettings};
-use brokergate::store::SqliteStore;
+use brokergate::store::{PgStore, SqliteStore};
 use brokergate::{demo, logging, server};
 use clap::Parser;
 
@@ -73,12 +73,22 @@ fn check(path: &Path) -> Result<(), String> {
 fn migrate(path: &Path) -> Result<(), String> {
     let settings =
         config::load_store_settings(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let store = SqliteStore::open(Path::new(&settings.sqlite_path), settings.sqlite_options())
-        .map_err(|e| format!("store.sqlite_path: {e}"))?;
-    let schema = store.schema();
+    let schema = match &settings.postgres {
+        None => SqliteStore::open(Path::new(&settings.sqlite_path), settings.sqlite_options())
+            .map_err(|e| format!("store.sqlite_path: {e}"))?
+            .schema(),
+        Some(pg) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("store: {e}"))?
+            .block_on(PgStore::migrate(&pg.options()))
+            .map_err(|e| format!("store.url ({}): {e}", pg.display))?,
+    };
     println!(
         "{}: schema version {} (was {})",
-        settings.sqlite_path, schema.reached, schema.found
+        settings.describe(),
+        schema.reached,
+        schema.found
     );
     Ok(())
 }

@@ -49,6 +49,12 @@ pub struct Metrics {
     pub orphan_mitigations: IntCounterVec,
     pub store_reservations_recovered: IntCounter,
     pub store_operation_duration: HistogramVec,
+    pub store_pool_wait: HistogramVec,
+    store_pool_connections: IntGaugeVec,
+    store_pool_max: IntGauge,
+    store_pool_waiting: IntGauge,
+    /// Read at each scrape: the PostgreSQL pool's (open, in use, max, waiting).
+    store_pool_source: std::sync::OnceLock<PoolSource>,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp: Gauge,
@@ -82,6 +88,9 @@ fn histogram_with(
         .expect("registered once");
     h
 }
+
+/// What the pool gauges show, read when scraped: (open, in use, max, waiting).
+pub type PoolSource = Box<dyn Fn() -> (usize, usize, usize, usize) + Send + Sync>;
 
 impl Metrics {
     /// Builds the full set in a fresh registry. Panics only on a programming error in the
@@ -120,6 +129,17 @@ impl Metrics {
         ))
         .expect("registered once");
 
+        let store_pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "brokergate_store_pool_connections",
+                "PostgreSQL connections the pool holds open, by state (in_use, idle).",
+            ),
+            &["state"],
+        )
+        .expect("valid gauge");
+        r.register(Box::new(store_pool_connections.clone()))
+            .expect("registered once");
+
         let m = Metrics {
             http_requests: counter(&r, "brokergate_http_requests_total", "HTTP requests answered, by route template.", &["method", "route", "code"]),
             http_request_duration: histogram(&r, "brokergate_http_request_duration_seconds", "Time to answer an HTTP request.", &["method", "route"]),
@@ -134,6 +154,11 @@ impl Metrics {
             handles_deleted: counter(&r, "brokergate_handles_deleted_total", "Bindings and service keys the broker unbound and the store removed.", &["broker", "kind"]),
             orphan_mitigations: counter(&r, "brokergate_orphan_mitigations_total", "Deprovisions of broker instances brokergate could not keep.", &["broker", "result"]),
             store_operation_duration: histogram_with(&r, "brokergate_store_operation_duration_seconds", "Time a store call took, by backend (sqlite, postgres), operation and outcome (ok, refused, unavailable, error).", &["backend", "operation", "outcome"], STORE_BUCKETS),
+            store_pool_wait: histogram_with(&r, "brokergate_store_pool_wait_seconds", "Time a store call waited for a PostgreSQL connection, by outcome (got, timeout, failed).", &["outcome"], STORE_BUCKETS),
+            store_pool_connections,
+            store_pool_max: gauge_int("brokergate_store_pool_max_connections", "Most PostgreSQL connections the pool opens ([store] pool_size)."),
+            store_pool_waiting: gauge_int("brokergate_store_pool_waiting", "Store calls waiting for a PostgreSQL connection now."),
+            store_pool_source: std::sync::OnceLock::new(),
             store_reservations_recovered: counter_int("brokergate_store_reservations_recovered_total", "Reservations a start removed because their holder was gone or their lease expired."),
             config_reloads: counter(&r, "brokergate_config_reloads_total", "Configuration reload attempts.", &["result"]),
             config_last_reload_successful: gauge_int("brokergate_config_last_reload_successful", "1 when the last reload attempt succeeded."),
@@ -186,8 +211,29 @@ impl Metrics {
         self.preregister(&brokers, &plans, &crate::auth::failure_reasons());
     }
 
+    /// Shows the PostgreSQL pool in the pool gauges from now on (read at each scrape), and
+    /// its wait outcomes at zero; set once, at start.
+    pub fn watch_pool(&self, source: PoolSource) {
+        for outcome in ["got", "timeout", "failed"] {
+            self.store_pool_wait.with_label_values(&[outcome]);
+        }
+        let _ = self.store_pool_source.set(source);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
+        if let Some(source) = self.store_pool_source.get() {
+            let (open, in_use, max, waiting) = source();
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.store_pool_connections
+                .with_label_values(&["in_use"])
+                .set(gauge(in_use));
+            self.store_pool_connections
+                .with_label_values(&["idle"])
+                .set(gauge(open.saturating_sub(in_use)));
+            self.store_pool_max.set(gauge(max));
+            self.store_pool_waiting.set(gauge(waiting));
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::error!("Could not encode metrics: {e}");

@@ -22,7 +22,7 @@ use crate::reload::{self, ReloadService, Reloader};
 use crate::service::{
     recovery, Binder, BrokerPort, Deleter, Finisher, LeasePolicy, Provisioner, Reader, Updater,
 };
-use crate::store::{RecoveryPolicy, SqliteStore, Store, Timed};
+use crate::store::{PgStore, RecoveryPolicy, SqliteStore, Store, Timed};
 use crate::v1::V1Client;
 
 /// How pingora is started, beyond the config file.
@@ -44,24 +44,61 @@ pub fn open_store(
     metrics: &Metrics,
     upgrade: bool,
 ) -> Result<Arc<dyn Store>, String> {
-    let backend: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(Path::new(&store.sqlite_path), store.sqlite_options())
-            .map_err(|e| format!("store.sqlite_path: {e}"))?,
-    );
-    let opened = timed(backend, "sqlite", metrics);
     let policy = RecoveryPolicy {
         owner: store.owner.clone(),
         now: clock::now_unix(),
         predecessor_gone: !upgrade,
     };
-    // A runtime of this thread alone, gone (its blocking thread joined) before the fork.
+    // A runtime of this thread alone, gone (its blocking thread joined, its connections
+    // closed) before the fork.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("store recovery: {e}"))?
-        .block_on(recovery::recover(&*opened, metrics, &policy))
-        .map_err(|e| format!("store recovery: {e}"))?;
-    Ok(opened)
+        .map_err(|e| format!("store: {e}"))?
+        .block_on(async {
+            let opened = open_backend(store, metrics).await?;
+            recovery::recover(&*opened, metrics, &policy)
+                .await
+                .map_err(|e| format!("store recovery: {e}"))?;
+            Ok(opened)
+        })
+}
+
+/// The configured backend, timed, its schema migrated.
+async fn open_backend(store: &StoreSettings, metrics: &Metrics) -> Result<Arc<dyn Store>, String> {
+    let Some(pg) = &store.postgres else {
+        let sqlite = SqliteStore::open(Path::new(&store.sqlite_path), store.sqlite_options())
+            .map_err(|e| format!("store.sqlite_path: {e}"))?;
+        log::info!(
+            "Store opened. backend=sqlite path={} schema_version={}",
+            store.sqlite_path,
+            sqlite.schema().reached
+        );
+        return Ok(timed(Arc::new(sqlite), "sqlite", metrics));
+    };
+    let postgres = Arc::new(
+        PgStore::open(&pg.options())
+            .await
+            .map_err(|e| format!("store.url ({}): {e}", pg.display))?,
+    );
+    log::info!(
+        "Store opened. backend=postgres url={} schema_version={} pool_size={}",
+        pg.display,
+        postgres.schema().reached,
+        pg.pool_size
+    );
+    let waits = metrics.store_pool_wait.clone();
+    postgres.observe_pool(Arc::new(move |took, outcome| {
+        waits
+            .with_label_values(&[outcome.as_str()])
+            .observe(took.as_secs_f64());
+    }));
+    let watched = postgres.clone();
+    metrics.watch_pool(Box::new(move || {
+        let s = watched.pool_status();
+        (s.size, s.in_use, s.max, s.waiting)
+    }));
+    Ok(timed(postgres, "postgres", metrics))
 }
 
 /// `store` with each call's latency recorded under `backend`.

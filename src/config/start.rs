@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::file::{FileConfig, StoreSection};
 use super::{ConfigError, Secret};
-use crate::store::{SqliteOptions, Synchronous};
+use crate::store::{PgOptions, SqliteOptions, Synchronous};
 
 /// The diagnostic log's line format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -261,6 +261,19 @@ impl StoreSettings {
 }
 
 impl PostgresSettings {
+    /// How the PostgreSQL store is opened.
+    pub fn options(&self) -> PgOptions {
+        PgOptions {
+            url: self.url.expose().to_string(),
+            password: self.password.as_ref().map(|p| p.expose().to_string()),
+            pool_size: self.pool_size,
+            acquire_timeout: self.acquire_timeout,
+            connect_timeout: self.connect_timeout,
+            statement_timeout: self.statement_timeout,
+            max_lifetime: self.max_lifetime,
+        }
+    }
+
     /// `None` when `url` is empty (SQLite).
     fn from_section(
         section: &StoreSection,

@@ -20,7 +20,7 @@ mod timed;
 pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
-pub use postgres::{redacted_url, PgOptions, PgStore, PoolStatus};
+pub use postgres::{redacted_url, PgOptions, PgStore, PoolObserver, PoolStatus, PoolWait};
 pub use records::{
     CreatedInstance, HandleField, HandleGrant, HandleKind, HandleQuery, HandleRecord,
     HandleReservation, HandleState, Holder, InstanceField, InstanceQuery, InstanceRecord,

@@ -20,7 +20,7 @@ pub(crate) mod test_db;
 #[cfg(test)]
 mod tests;
 
-pub use pool::{redacted_url, PoolStatus};
+pub use pool::{redacted_url, PoolObserver, PoolStatus, PoolWait};
 
 use std::time::Duration;
 
@@ -114,6 +114,11 @@ impl PgStore {
 
     pub fn pool_status(&self) -> PoolStatus {
         self.connections.status()
+    }
+
+    /// Reports every wait for a pooled connection to `observer` (metrics); set once.
+    pub fn observe_pool(&self, observer: PoolObserver) {
+        self.connections.observe(observer);
     }
 
     /// What PostgreSQL plans for `query`'s page (`EXPLAIN`, one line per plan node): how the

@@ -3,7 +3,8 @@
 //! at start (migrations, recovery), closed before they return.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
@@ -121,7 +122,33 @@ impl Dedicated {
 pub(super) struct Connections {
     pool: Pool,
     target: Target,
+    observer: OnceLock<PoolObserver>,
 }
+
+/// How a wait for a pooled connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolWait {
+    Got,
+    /// None free (or none could be opened) within the acquire timeout.
+    Timeout,
+    /// A new connection failed (refused, TLS, authentication, …).
+    Failed,
+}
+
+impl PoolWait {
+    pub const ALL: [PoolWait; 3] = [PoolWait::Got, PoolWait::Timeout, PoolWait::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolWait::Got => "got",
+            PoolWait::Timeout => "timeout",
+            PoolWait::Failed => "failed",
+        }
+    }
+}
+
+/// Told of every wait for a pooled connection: how long it took and how it ended.
+pub type PoolObserver = Arc<dyn Fn(Duration, PoolWait) + Send + Sync>;
 
 /// What the pool holds now, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,18 +199,43 @@ impl Connections {
             }))
             .build()
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        Ok(Connections { pool, target })
+        Ok(Connections {
+            pool,
+            target,
+            observer: OnceLock::new(),
+        })
     }
 
     /// A pooled connection within the acquire timeout, connecting included.
     pub(super) async fn get(&self) -> Result<Object, StoreError> {
-        match tokio::time::timeout(self.target.acquire_timeout, self.pool.get()).await {
-            Ok(got) => got.map_err(|e| error::pool(e, &self.target.redacted)),
-            Err(_) => Err(error::acquire_timeout(
-                deadpool_postgres::TimeoutType::Wait,
-                &self.target.redacted,
-            )),
+        let started = Instant::now();
+        let (result, wait) =
+            match tokio::time::timeout(self.target.acquire_timeout, self.pool.get()).await {
+                Ok(Ok(conn)) => (Ok(conn), PoolWait::Got),
+                Ok(Err(e)) => {
+                    let wait = match e {
+                        deadpool_postgres::PoolError::Timeout(_) => PoolWait::Timeout,
+                        _ => PoolWait::Failed,
+                    };
+                    (Err(error::pool(e, &self.target.redacted)), wait)
+                }
+                Err(_) => (
+                    Err(error::acquire_timeout(
+                        deadpool_postgres::TimeoutType::Wait,
+                        &self.target.redacted,
+                    )),
+                    PoolWait::Timeout,
+                ),
+            };
+        if let Some(observe) = self.observer.get() {
+            observe(started.elapsed(), wait);
         }
+        result
+    }
+
+    /// Reports every later wait to `observer`; only the first one set counts.
+    pub(super) fn observe(&self, observer: PoolObserver) {
+        let _ = self.observer.set(observer);
     }
 
     pub(super) fn target(&self) -> &Target {

@@ -67,7 +67,9 @@ pub(super) async fn migrate(client: &mut Client) -> Result<SchemaVersion, StoreE
 async fn migrate_locked(client: &mut Client) -> Result<SchemaVersion, StoreError> {
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+            // client_min_messages: the notice that the table exists already is not news.
+            "SET client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS schema_migrations (
                  version     INTEGER PRIMARY KEY,
                  description TEXT NOT NULL,
                  applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
