@@ -1,10 +1,14 @@
 //! The create path end to end, beside its limit: `POST /v2/service_instances` through
-//! brokergate (auth, validate, reserve, broker call on loopback, commit, render) versus a
-//! direct `POST /gateway/v1/configurations` to the same in-process mock v1 broker, in one run,
-//! alternating rounds. Closed loop, fixed concurrency.
+//! brokergate (auth, validate, reserve, broker call on loopback, commit, render) on the embedded
+//! SQLite store, on PostgreSQL with one replica and with two replicas sharing the database
+//! (clients alternate between them), versus a direct `POST /gateway/v1/configurations` to the
+//! same in-process mock v1 broker — in one run, alternating rounds. Closed loop, fixed
+//! concurrency. CPU per create is read from /proc: the gateways' own, and PostgreSQL's (every
+//! `postgres` process on the machine: the test server is the machine's).
 //!
 //! Run: `scripts/cargo.sh bench --bench create_path` (env: BENCH_SECONDS per round, default 5;
-//! BENCH_CONCURRENCY, default 16; BENCH_ROUNDS, default 3). Prints a Markdown table.
+//! BENCH_CONCURRENCY, default 16; BENCH_ROUNDS, default 3; PostgreSQL as the tests find it —
+//! `BROKERGATE_TEST_POSTGRES_URL` — else its rows are left out). Prints a Markdown table.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -16,6 +20,55 @@ use std::sync::Arc;
 
 use support::broker::{MockBroker, Mode};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
+use support::postgres::TestDatabase;
+
+/// Clock ticks per second of /proc's utime and stime (USER_HZ is 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds `pid` has used (user + system), from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    (tick(11) + tick(12)) / TICKS_PER_SECOND
+}
+
+/// Pids of every process named `postgres`.
+fn postgres_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim() == "postgres")
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn postgres_cpu() -> f64 {
+    postgres_pids().into_iter().map(cpu_seconds).sum()
+}
+
+/// One candidate's rounds and the CPU they used (gateway, database), in seconds.
+#[derive(Default)]
+struct Measured {
+    rounds: Vec<Round>,
+    gateway_cpu: f64,
+    database_cpu: f64,
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -26,7 +79,17 @@ async fn main() {
 
     let broker = MockBroker::start(BROKER_TOKEN).await;
     broker.set_mode(Mode::Ok);
-    let gateway = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let sqlite = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let db = TestDatabase::create();
+    let mut postgres = Vec::new();
+    if let Some(db) = &db {
+        for owner in ["bench-a", "bench-b"] {
+            let config = GatewayConfig::new(&broker.url())
+                .store_key("url", db.url())
+                .store_key("owner", owner);
+            postgres.push(Gateway::start(config).await);
+        }
+    }
     let token = support::token::valid_token();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -55,19 +118,18 @@ async fn main() {
             async move { succeeded(req, 200).await }
         }
     };
-    let through = {
-        let (client, url) = (
-            client.clone(),
-            format!("{}/v2/service_instances", gateway.url()),
-        );
+    // Creates of unique names through the gateways at `bases`, request n to bases[n % len].
+    let through = |bases: Vec<String>| {
+        let client = client.clone();
         let auth = format!("bearer {token}");
         move |n: u64| {
+            let url = format!("{}/v2/service_instances", bases[n as usize % bases.len()]);
             let body = serde_json::json!({
                 "space_guid": SPACE_GUID, "name": format!("bench-{n}-{}", std::process::id()),
                 "service_plan_guid": PLAN_GUID,
             });
             let req = client
-                .post(&url)
+                .post(url)
                 .header("Authorization", &auth)
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body.to_string());
@@ -75,34 +137,88 @@ async fn main() {
         }
     };
 
-    let direct = Arc::new(direct);
-    let through = Arc::new(through);
-    // Warm-up: pools, page cache, the store's first pages.
-    let d = direct.clone();
-    closed_loop(concurrency, 1, move |n| d(n)).await;
-    let t = through.clone();
-    closed_loop(concurrency, 1, move |n| t(n + 1_000_000_000)).await;
-
-    let mut rows: Vec<(&str, Vec<Round>)> = vec![
-        ("direct POST to the v1 broker", Vec::new()),
-        ("brokergate create", Vec::new()),
+    type Candidate = (
+        &'static str,
+        Arc<
+            dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+                + Send
+                + Sync,
+        >,
+        Vec<u32>,
+        bool,
+    );
+    fn boxed<F, Fut>(
+        f: F,
+    ) -> Arc<
+        dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+            + Send
+            + Sync,
+    >
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        Arc::new(move |n| Box::pin(f(n)))
+    }
+    let mut candidates: Vec<Candidate> = vec![
+        (
+            "direct POST to the v1 broker",
+            boxed(direct),
+            Vec::new(),
+            false,
+        ),
+        (
+            "brokergate create, SQLite (synchronous = full)",
+            boxed(through(vec![sqlite.url()])),
+            vec![sqlite.pid()],
+            false,
+        ),
     ];
-    for round in 0..rounds {
-        let d = direct.clone();
-        rows[0]
-            .1
-            .push(closed_loop(concurrency, seconds, move |n| d(n + round * 10_000_000)).await);
-        let t = through.clone();
-        rows[1]
-            .1
-            .push(closed_loop(concurrency, seconds, move |n| t(n + round * 10_000_000)).await);
+    if let [a, b] = postgres.as_slice() {
+        candidates.push((
+            "brokergate create, PostgreSQL, 1 replica",
+            boxed(through(vec![a.url()])),
+            vec![a.pid()],
+            true,
+        ));
+        candidates.push((
+            "brokergate create, PostgreSQL, 2 replicas",
+            boxed(through(vec![a.url(), b.url()])),
+            vec![a.pid(), b.pid()],
+            true,
+        ));
     }
 
-    println!("\ncreate path, {rounds} rounds x {seconds} s, {concurrency} concurrent clients (medians of rounds)\n");
-    println!("| candidate | requests/s | p50 ms | p99 ms | failed |");
-    println!("|---|---:|---:|---:|---:|");
+    // Warm-up: pools, page cache, the store's first pages.
+    for (i, (_, request, _, _)) in candidates.iter().enumerate() {
+        let r = request.clone();
+        let offset = 1_000_000_000 * (i as u64 + 1);
+        closed_loop(concurrency, 1, move |n| r(n + offset)).await;
+    }
+
+    let mut measured: Vec<Measured> = candidates.iter().map(|_| Measured::default()).collect();
+    for round in 0..rounds {
+        for (i, (_, request, pids, uses_postgres)) in candidates.iter().enumerate() {
+            let r = request.clone();
+            let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+            let db_before = if *uses_postgres { postgres_cpu() } else { 0.0 };
+            let offset = round * 10_000_000 + i as u64 * 100_000_000_000;
+            let done = closed_loop(concurrency, seconds, move |n| r(n + offset)).await;
+            let m = &mut measured[i];
+            m.gateway_cpu += pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+            if *uses_postgres {
+                m.database_cpu += postgres_cpu() - db_before;
+            }
+            m.rounds.push(done);
+        }
+    }
+
+    println!("\ncreate path, {rounds} rounds x {seconds} s, {concurrency} concurrent clients (medians of rounds; CPU over all rounds)\n");
+    println!("| candidate | requests/s | p50 ms | p99 ms | gateway CPU µs/create | PostgreSQL CPU µs/create | failed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
-    for (name, rs) in &rows {
+    for ((name, _, pids, uses_postgres), m) in candidates.iter().zip(&measured) {
+        let rs = &m.rounds;
         let rps = median(rs.iter().map(Round::rps).collect());
         let p50 = median(
             rs.iter()
@@ -115,14 +231,36 @@ async fn main() {
                 .collect(),
         );
         let failed: usize = rs.iter().map(|r| r.failed).sum();
-        println!("| {name} | {rps:.0} | {p50:.2} | {p99:.2} | {failed} |");
+        let ok: usize = rs.iter().map(|r| r.ok).sum();
+        let per = |cpu: f64| {
+            if ok == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.0}", cpu * 1e6 / ok as f64)
+            }
+        };
+        let gateway = if pids.is_empty() {
+            "—".into()
+        } else {
+            per(m.gateway_cpu)
+        };
+        let database = if *uses_postgres {
+            per(m.database_cpu)
+        } else {
+            "—".into()
+        };
+        println!("| {name} | {rps:.0} | {p50:.2} | {p99:.2} | {gateway} | {database} | {failed} |");
         medians.push(rps);
     }
     if medians[0] > 0.0 {
         println!(
-            "\nbrokergate / direct throughput: {:.2}",
+            "\nbrokergate (SQLite) / direct throughput: {:.2}",
             medians[1] / medians[0]
         );
     }
-    drop(gateway);
+    if db.is_none() {
+        println!("\n(PostgreSQL rows left out: no server)");
+    }
+    drop(postgres);
+    drop(sqlite);
 }
