@@ -62,6 +62,23 @@ fn postgres_cpu() -> f64 {
     postgres_pids().into_iter().map(cpu_seconds).sum()
 }
 
+/// One request of a candidate, numbered.
+type Request = Arc<
+    dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
+>;
+
+/// A candidate: its name, its request, the gateway pids whose CPU it uses, whether it uses
+/// PostgreSQL.
+type Candidate = (&'static str, Request, Vec<u32>, bool);
+
+fn boxed<F, Fut>(f: F) -> Request
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    Arc::new(move |n| Box::pin(f(n)))
+}
+
 /// One candidate's rounds and the CPU they used (gateway, database), in seconds.
 #[derive(Default)]
 struct Measured {
@@ -137,29 +154,6 @@ async fn main() {
         }
     };
 
-    type Candidate = (
-        &'static str,
-        Arc<
-            dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-                + Send
-                + Sync,
-        >,
-        Vec<u32>,
-        bool,
-    );
-    fn boxed<F, Fut>(
-        f: F,
-    ) -> Arc<
-        dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-            + Send
-            + Sync,
-    >
-    where
-        F: Fn(u64) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = bool> + Send + 'static,
-    {
-        Arc::new(move |n| Box::pin(f(n)))
-    }
     let mut candidates: Vec<Candidate> = vec![
         (
             "direct POST to the v1 broker",
