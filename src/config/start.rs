@@ -469,6 +469,17 @@ mod tests {
     }
 
     #[test]
+    fn the_url_may_come_from_the_environment() {
+        let env = [(
+            "BROKERGATE__STORE__URL".to_string(),
+            "postgres://bg@127.0.0.1:5432/brokergate".to_string(),
+        )];
+        let file = crate::config::parse("[store]\nowner = \"o\"\n", env).unwrap();
+        let s = store(&file.store, &|_| None).unwrap();
+        assert_eq!(s.describe(), "postgres://bg@127.0.0.1:5432/brokergate");
+    }
+
+    #[test]
     fn pool_limits_are_bounded() {
         let mut s = section("postgres://h/db", "");
         s.pool_size = 0;
