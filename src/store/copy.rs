@@ -92,8 +92,8 @@ pub enum CopyError {
     InFlight { store: String, rows: String },
     /// The target holds instances or handles already.
     #[error(
-        "{target} already holds {}: copy-store copies into a store without any (a database \
-         it migrated, or a fresh one). Nothing was copied.",
+        "{target} already holds {}: copy-store copies only into a store with no instances \
+         and no handles (a fresh database, or one only migrated). Nothing was copied.",
         held(*.instances, *.handles)
     )]
     NotEmpty {
@@ -518,10 +518,10 @@ async fn copy_into(
 ) -> Result<Copied, CopyError> {
     PgStore::migrate(options)
         .await
-        .map_err(|e| CopyError::Target(format!("{target}: {e}")))?;
+        .map_err(|e| CopyError::Target(format!("{target}: {}", with_causes(&e))))?;
     let mut conn = connect_alone(options)
         .await
-        .map_err(|e| CopyError::Target(format!("{target}: {e}")))?;
+        .map_err(|e| CopyError::Target(format!("{target}: {}", with_causes(&e))))?;
     let result = copy_in(&mut conn.client, source, target).await;
     conn.close().await;
     result.map_err(|e| match e {
@@ -708,6 +708,21 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
     }
+}
+
+/// A store error and its causes: the driver's error says only "db error", its cause is the
+/// server's message (which never holds the password).
+fn with_causes(e: &super::StoreError) -> String {
+    let mut shown = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string().replace('\n', "; ");
+        if !shown.ends_with(&text) {
+            shown = format!("{shown}: {text}");
+        }
+        cause = c.source();
+    }
+    shown
 }
 
 fn counted(n: u64, one: &str, many: &str) -> String {
