@@ -1,4 +1,4 @@
-//! The command line: `run`, `check-config`, `migrate` and `demo`.
+//! The command line: `run`, `check-config`, `migrate`, `copy-store` and `demo`.
 
 use std::path::PathBuf;
 
@@ -38,6 +38,20 @@ pub enum Command {
     Migrate {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Copy every instance, binding and service key of a SQLite store into an empty PostgreSQL
+    /// one, in one transaction, after migrating both. Stop brokergate first: rows in flight
+    /// are refused, and writes made during the copy are not copied.
+    CopyStore {
+        /// The SQLite store: `sqlite:PATH`, PATH the `[store] sqlite_path`.
+        #[arg(long, value_name = "sqlite:PATH")]
+        from: String,
+        /// The PostgreSQL target: `postgres://user@host:port/db[?sslmode=...]`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Take the target's password from this environment variable (overrides the URL's).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
     },
     /// Start the gateway on the embedded demo config with a built-in echo v1 broker, and
     /// print a ready-to-paste curl.

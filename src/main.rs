@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use brokergate::cli::{Cli, Command};
 use brokergate::config::{self, LogSettings};
-use brokergate::store::{PgStore, SqliteStore};
+use brokergate::store::{self, PgStore, SqliteStore};
 use brokergate::{demo, logging, server};
 use clap::Parser;
 
@@ -29,6 +29,16 @@ fn main() -> ExitCode {
         Command::Migrate { config } => {
             logging::init(&LogSettings::default());
             migrate(&config)
+        }
+        Command::CopyStore {
+            from,
+            to,
+            password_env,
+        } => {
+            logging::init(&LogSettings::default());
+            store::copy_store(&from, &to, password_env.as_deref())
+                .map(|copied| println!("{copied}"))
+                .map_err(|e| e.to_string())
         }
         Command::Demo => {
             logging::init(&LogSettings::default());

@@ -10,6 +10,7 @@
 //! operation on a row in flight is refused ([`StoreError::InProgress`]), so the broker is
 //! never called twice for one operation.
 
+mod copy;
 mod memory;
 mod postgres;
 mod records;
@@ -19,6 +20,7 @@ mod timed;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use copy::{copy_store, Copied, CopyError};
 pub use memory::MemoryStore;
 pub use postgres::{redacted_url, PgOptions, PgStore, PoolObserver, PoolStatus, PoolWait};
 pub use records::{

@@ -20,13 +20,14 @@ pub(crate) mod test_db;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use pool::Dedicated;
 pub use pool::{redacted_url, PoolObserver, PoolStatus, PoolWait};
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use self::pool::{Connections, Dedicated, Target};
+use self::pool::{Connections, Target};
 use super::{
     HandleGrant, HandleQuery, HandleRecord, HandleReservation, InstanceQuery, InstanceRecord,
     InstanceUpdate, Lease, Listed, Provisioned, Recovered, RecoveryPolicy, Reservation,
@@ -132,6 +133,13 @@ impl PgStore {
         let target = self.connections.target();
         target.dedicated().await?.with_session(target).await
     }
+}
+
+/// A connection of its own to `options`' database (URL, password and TLS as the store has them)
+/// without the pool's session settings, so no statement timeout: for `brokergate copy-store`,
+/// one long transaction. The caller [`Dedicated::close`]s it.
+pub(crate) async fn connect_alone(options: &PgOptions) -> Result<Dedicated, StoreError> {
+    Target::of(options)?.dedicated().await
 }
 
 async fn migrate_at(target: &Target) -> Result<SchemaVersion, StoreError> {

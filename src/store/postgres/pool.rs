@@ -94,8 +94,8 @@ impl Target {
 }
 
 /// A connection outside the pool.
-pub(super) struct Dedicated {
-    pub(super) client: Client,
+pub(crate) struct Dedicated {
+    pub(crate) client: Client,
     task: JoinHandle<()>,
 }
 
@@ -112,7 +112,7 @@ impl Dedicated {
     }
 
     /// Ends the session and waits for its task, so nothing outlives the caller's runtime.
-    pub(super) async fn close(self) {
+    pub(crate) async fn close(self) {
         drop(self.client);
         let _ = self.task.await;
     }
