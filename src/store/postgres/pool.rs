@@ -289,8 +289,16 @@ pub fn redacted_url(url: &str) -> String {
     format!("postgres://{user}{}/{db}", hosts.join(","))
 }
 
+/// What a URL's user, host and path keep unescaped: letters, digits and `-._~` (RFC 3986's
+/// unreserved characters), so `bg_prod` reads as written.
+const URL_PART: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, URL_PART).to_string()
 }
 
 #[cfg(test)]
