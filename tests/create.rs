@@ -1199,3 +1199,63 @@ async fn tokens_never_appear_in_debug_logs() {
 async fn tokens_never_appear_in_trace_logs() {
     assert_tokens_never_leak(|c| c.env("RUST_LOG", "trace")).await;
 }
+
+#[tokio::test]
+async fn a_plan_restricted_to_other_organizations_is_403_60010_with_no_broker_call() {
+    const RESTRICTED: &str = "0b6a3e4c-7f0e-4c59-9f0a-3c1d2e5b6a70";
+    const OPEN_TO_SEED_ORG: &str = "5c2d7e91-1a4b-4f6e-8d3c-2b9a0f1e4d57";
+    let (broker, gateway) = start_with(|c| {
+        c.extra_toml(&format!(
+            r#"[[plans]]
+guid = "{RESTRICTED}"
+broker = "echo"
+label = "echo"
+version = "1.0"
+provider = "core"
+name = "private"
+unique_id = "echo-private"
+public = false
+organizations = ["another-org"]
+
+[[plans]]
+guid = "{OPEN_TO_SEED_ORG}"
+broker = "echo"
+label = "echo"
+version = "1.0"
+provider = "core"
+name = "partner"
+unique_id = "echo-partner"
+public = false
+organizations = ["another-org", "{ORG_GUID}"]
+"#
+        ))
+    })
+    .await;
+    let mut body = create_body("restricted");
+    body["service_plan_guid"] = json!(RESTRICTED);
+    let resp = create_ok_or(&gateway, body.clone()).await;
+    assert_cc_error(
+        &resp,
+        403,
+        60010,
+        "CF-ServiceInstanceOrganizationNotAuthorized",
+        "A service instance for the selected plan cannot be created in this organization. The plan is visible because another organization you belong to has access to it.",
+    );
+    assert_no_broker_call(&broker);
+    // An admin is held to the plan's visibility too.
+    let admin = Claims::new().scopes(&["cloud_controller.admin"]).sign();
+    let resp = create_as(&gateway, &admin, body).await;
+    assert_eq!(resp.status, 403, "{resp:?}");
+    assert_no_broker_call(&broker);
+
+    let mut body = create_body("partner");
+    body["service_plan_guid"] = json!(OPEN_TO_SEED_ORG);
+    let resp = create_ok_or(&gateway, body).await;
+    assert_eq!(resp.status, 201, "{resp:?}");
+    assert_eq!(only_provision(&broker).json()["plan"], "partner");
+}
+
+/// A create with the seed writer's token, whatever it answers.
+async fn create_ok_or(gateway: &Gateway, body: Value) -> Response {
+    create_as(gateway, &token::valid_token(), body).await
+}

@@ -154,6 +154,16 @@ impl ApiError {
                 .into(),
         )
     }
+    /// The plan is not visible to the space's organization (`errors/v2.yml`).
+    pub fn organization_not_authorized() -> Self {
+        e(
+            403,
+            60010,
+            "CF-ServiceInstanceOrganizationNotAuthorized",
+            "A service instance for the selected plan cannot be created in this organization. The plan is visible because another organization you belong to has access to it."
+                .into(),
+        )
+    }
     pub fn name_too_long(limit: usize) -> Self {
         e(
             400,

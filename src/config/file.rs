@@ -260,6 +260,16 @@ pub struct PlanSection {
     pub name: String,
     /// The plan's unique id sent as `unique_id`.
     pub unique_id: String,
+    /// Visible to every organization (the default); `false`: only to `organizations`.
+    #[serde(default = "default_true")]
+    pub public: bool,
+    /// The organizations a plan with `public = false` is visible to.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,7 @@ mod target;
 
 pub use file::{FileConfig, StoreSection};
 pub use offerings::derived_service_guid;
-pub use runtime::{Broker, Plan, Runtime, Secret, Service};
+pub use runtime::{Broker, Plan, Runtime, Secret, Service, Visibility};
 pub use start::{LogFormat, LogSettings, PostgresSettings, StartSettings, StoreSettings};
 pub use target::Target;
 

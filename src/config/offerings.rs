@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::file::{PlanSection, ServiceSection};
-use super::runtime::{Broker, Plan, Service};
+use super::runtime::{Broker, Plan, Service, Visibility};
 use super::ConfigError;
 
 /// The namespace of derived offering guids, `3d5c3f1e-8b8a-5b0e-9d2f-6c1a7e40b2c9`: fixed
@@ -94,12 +94,31 @@ pub fn resolve(
             }
             None => derive(p, &key, brokers, &mut derived)?,
         };
+        let visibility = match (p.public, p.organizations.is_empty()) {
+            (true, true) => Visibility::Public,
+            (true, false) => {
+                return Err(ConfigError::invalid(
+                    key("organizations"),
+                    "restricts a plan only with public = false",
+                ))
+            }
+            (false, _) => {
+                if let Some(bad) = p.organizations.iter().find(|o| o.is_empty()) {
+                    return Err(ConfigError::invalid(
+                        key("organizations"),
+                        format!("must not hold an empty guid: {bad:?}"),
+                    ));
+                }
+                Visibility::Organizations(p.organizations.clone())
+            }
+        };
         let plan = Plan {
             guid: p.guid.clone(),
             broker: service.broker.clone(),
             service,
             name: p.name.clone(),
             unique_id: p.unique_id.clone(),
+            visibility,
         };
         if out.insert(p.guid.clone(), plan).is_some() {
             return Err(ConfigError::invalid(
@@ -233,6 +252,29 @@ unique_id = "echo-paid"
         );
         assert_eq!(free.service.guid, derived_service_guid("echo", "1.0"));
         assert_eq!(free.broker.name, "b1");
+    }
+
+    #[test]
+    fn a_plan_is_public_unless_restricted_to_organizations() {
+        let plan = |keys: &str| {
+            runtime(&format!(
+                "[[plans]]\nguid = \"p\"\nbroker = \"b1\"\nlabel = \"l\"\nversion = \"1\"\nprovider = \"core\"\nname = \"n\"\nunique_id = \"u\"\n{keys}\n"
+            ))
+        };
+        let rt = plan("").unwrap();
+        assert_eq!(rt.plan("p").unwrap().visibility, Visibility::Public);
+        let rt = plan("public = false\norganizations = [\"o1\"]").unwrap();
+        let v = &rt.plan("p").unwrap().visibility;
+        assert!(v.admits(Some("o1")) && !v.admits(Some("o2")) && !v.admits(None));
+        let e = plan("organizations = [\"o1\"]").unwrap_err().to_string();
+        assert!(
+            e.contains("plans[0].organizations") && e.contains("public = false"),
+            "{e}"
+        );
+        let e = plan("public = false\norganizations = [\"\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plans[0].organizations"), "{e}");
     }
 
     #[test]

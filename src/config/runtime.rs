@@ -60,6 +60,28 @@ pub struct Plan {
     pub broker: Arc<Broker>,
     pub name: String,
     pub unique_id: String,
+    pub visibility: Visibility,
+}
+
+/// Which organizations may create instances of a plan (`[[plans]] public`, `organizations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    Public,
+    /// `public = false`: these organizations only.
+    Organizations(Vec<String>),
+}
+
+impl Visibility {
+    /// Whether the plan may be used in `organization`; an unknown organization (a space
+    /// `accept_unknown_spaces` let through) sees public plans only.
+    pub fn admits(&self, organization: Option<&str>) -> bool {
+        match self {
+            Visibility::Public => true,
+            Visibility::Organizations(orgs) => {
+                organization.is_some_and(|o| orgs.iter().any(|g| g == o))
+            }
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -30,6 +30,7 @@ pub fn from_provision(e: &ProvisionError) -> ApiError {
         ProvisionError::UnknownPlan => ApiError::instance_invalid("not a valid service plan"),
         ProvisionError::UnknownSpace => ApiError::instance_invalid("not a valid space"),
         ProvisionError::InsufficientScope => ApiError::insufficient_scope(),
+        ProvisionError::PlanNotVisible => ApiError::organization_not_authorized(),
         ProvisionError::NameEmpty => ApiError::name_empty(),
         ProvisionError::NameTooLong { limit } => ApiError::name_too_long(*limit),
         ProvisionError::TagsTooLong { name, .. } => ApiError::tags_too_long(name),

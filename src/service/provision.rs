@@ -72,6 +72,9 @@ pub enum ProvisionError {
     UnknownSpace,
     #[error("token lacks cloud_controller.write")]
     InsufficientScope,
+    /// `public = false` and the space's organization is not among the plan's.
+    #[error("the plan is not visible to the space's organization")]
+    PlanNotVisible,
     #[error("the name is empty")]
     NameEmpty,
     #[error("the name is longer than {limit} characters")]
@@ -140,6 +143,10 @@ impl Provisioner {
         // 5. Access.
         if !cmd.caller.allows(cmd.scope) {
             return Err(ProvisionError::InsufficientScope);
+        }
+        // Plan visibility, for admins too (the Cloud Controller's `organization_visible`).
+        if !plan.visibility.admits(organization_guid.as_deref()) {
+            return Err(ProvisionError::PlanNotVisible);
         }
         // 6. Validations, uniqueness last: it is the reservation.
         rules::check_name_and_tags(&cmd.name, &cmd.tags).map_err(|v| match v {

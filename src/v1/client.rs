@@ -346,6 +346,7 @@ mod tests {
             broker: broker.clone(),
             name: "free".into(),
             unique_id: "echo-free".into(),
+            visibility: crate::config::Visibility::Public,
         };
         let order = ProvisionOrder {
             plan: &plan,

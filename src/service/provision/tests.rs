@@ -17,6 +17,11 @@ const PLAN: &str = "6df3af55-8f97-4dbe-9d6b-098eb53d8c17";
 const SPACE: &str = "f24c6904-30e0-4559-9523-06d2d93f0c9c";
 
 fn runtime(extra: &str) -> Runtime {
+    runtime_with_plan_keys(extra, "")
+}
+
+/// [`runtime`] with `plan_keys` added to the plan's table (e.g. its visibility).
+fn runtime_with_plan_keys(extra: &str, plan_keys: &str) -> Runtime {
     let toml = format!(
         r#"
 [server]
@@ -33,6 +38,7 @@ version = "1.0"
 provider = "core"
 name = "free"
 unique_id = "echo-free"
+{plan_keys}
 [[spaces]]
 guid = "{SPACE}"
 organization_guid = "ORG"
@@ -397,5 +403,80 @@ fn a_reservation_is_leased_for_two_broker_calls_and_a_margin() {
             owner: "here".into(),
             expires_at: 1_421_718_743 + 2 * 60 + 30
         }
+    );
+}
+
+#[tokio::test]
+async fn a_plan_restricted_to_other_organizations_is_60010_after_scope_and_before_names() {
+    let ports = Ports::new();
+    let rt = runtime_with_plan_keys("", "public = false\norganizations = [\"OTHER-ORG\"]");
+    let got = ports.create_seed(&rt).await;
+    assert!(
+        matches!(got, Err(ProvisionError::PlanNotVisible)),
+        "{got:?}"
+    );
+    assert!(ports.broker.provisions.lock().unwrap().is_empty());
+    assert!(ports.store.is_empty(), "nothing reserved");
+
+    // After the scope check: a reader is refused for its scope first.
+    let reader = Identity {
+        scopes: vec!["cloud_controller.read".into()],
+        ..writer()
+    };
+    let got = run(
+        &rt,
+        ports.store.clone(),
+        ports.broker.clone(),
+        &reader,
+        seed(),
+    )
+    .await;
+    assert!(
+        matches!(got, Err(ProvisionError::InsufficientScope)),
+        "{got:?}"
+    );
+    // Before the names: an empty name is refused for the plan first.
+    let mut nameless = seed();
+    nameless["name"] = serde_json::json!("");
+    let got = run(
+        &rt,
+        ports.store.clone(),
+        ports.broker.clone(),
+        &writer(),
+        nameless,
+    )
+    .await;
+    assert!(
+        matches!(got, Err(ProvisionError::PlanNotVisible)),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_restricted_to_the_spaces_organization_is_created() {
+    let ports = Ports::new();
+    let rt = runtime_with_plan_keys(
+        "",
+        "public = false\norganizations = [\"OTHER-ORG\", \"ORG\"]",
+    );
+    ports.create_seed(&rt).await.unwrap();
+    // An unknown space (no organization) sees public plans only.
+    let rt = runtime_with_plan_keys(
+        "accept_unknown_spaces",
+        "public = false\norganizations = [\"ORG\"]",
+    );
+    let mut elsewhere = seed();
+    elsewhere["space_guid"] = serde_json::json!("unlisted-space");
+    let got = run(
+        &rt,
+        ports.store.clone(),
+        ports.broker.clone(),
+        &writer(),
+        elsewhere,
+    )
+    .await;
+    assert!(
+        matches!(got, Err(ProvisionError::PlanNotVisible)),
+        "{got:?}"
     );
 }
