@@ -242,6 +242,36 @@ pub enum HandleField {
     Name,
 }
 
+impl InstanceField {
+    /// Its column in `service_instances`, the same in every backend's schema.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            InstanceField::Name => "name",
+            InstanceField::SpaceGuid => "space_guid",
+            InstanceField::ServicePlanGuid => "service_plan_guid",
+            InstanceField::GatewayName => "broker_service_id",
+            InstanceField::OrganizationGuid => "organization_guid",
+        }
+    }
+}
+
+impl HandleField {
+    /// Its column in `service_handles`, the same in every backend's schema.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            HandleField::InstanceGuid => "instance_guid",
+            HandleField::AppGuid => "app_guid",
+            HandleField::Name => "name",
+        }
+    }
+}
+
+/// Tags as every backend keeps them: a JSON array of strings in a text column.
+pub(crate) fn tags_json(tags: &[String]) -> String {
+    // A list of strings always serializes.
+    serde_json::to_string(tags).unwrap_or_default()
+}
+
 /// One page of a list: rows matching every condition (a condition matches when the field
 /// equals any of its values), in creation (insertion) order, `offset` rows skipped, at most
 /// `limit`.

@@ -102,7 +102,7 @@ impl Page {
             INSTANCE_COLUMNS,
             "state <> 'reserved'",
             query,
-            instance_column,
+            InstanceField::column,
         )
     }
 
@@ -115,7 +115,7 @@ impl Page {
             HANDLE_COLUMNS,
             &base,
             &query.list,
-            handle_column,
+            HandleField::column,
         )
     }
 
@@ -170,24 +170,6 @@ impl Page {
         params.push(&self.limit);
         params.push(&self.offset);
         params
-    }
-}
-
-fn instance_column(field: InstanceField) -> &'static str {
-    match field {
-        InstanceField::Name => "name",
-        InstanceField::SpaceGuid => "space_guid",
-        InstanceField::ServicePlanGuid => "service_plan_guid",
-        InstanceField::GatewayName => "broker_service_id",
-        InstanceField::OrganizationGuid => "organization_guid",
-    }
-}
-
-fn handle_column(field: HandleField) -> &'static str {
-    match field {
-        HandleField::InstanceGuid => "instance_guid",
-        HandleField::AppGuid => "app_guid",
-        HandleField::Name => "name",
     }
 }
 

@@ -15,6 +15,7 @@
 use deadpool_postgres::{GenericClient, Object};
 
 use super::error::classify;
+use crate::store::records::tags_json;
 use crate::store::{
     HandleGrant, HandleReservation, Holder, InstanceUpdate, Lease, Provisioned, Reservation,
     StoreError,
@@ -25,7 +26,7 @@ pub(super) async fn reserve(
     r: &Reservation,
     lease: &Lease,
 ) -> Result<(), StoreError> {
-    let tags = serde_json::to_string(&r.tags).map_err(|e| StoreError::Backend(e.into()))?;
+    let tags = tags_json(&r.tags);
     execute(
         client,
         "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
@@ -91,12 +92,7 @@ pub(super) async fn update(
     guid: &str,
     u: &InstanceUpdate,
 ) -> Result<(), StoreError> {
-    let tags = u
-        .tags
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Backend(e.into()))?;
+    let tags = u.tags.as_deref().map(tags_json);
     let stmt = client
         .prepare_cached(
             "WITH changed AS (

@@ -78,7 +78,7 @@ impl Reads {
     ) -> Result<Listed<InstanceRecord>, StoreError> {
         let query = query.clone();
         self.with(move |conn| {
-            let filter = Filter::of(&query, "state <> 'reserved'", instance_column);
+            let filter = Filter::of(&query, "state <> 'reserved'", InstanceField::column);
             listed(conn, SELECT, "service_instances", &filter, record_of)
         })
         .await
@@ -102,7 +102,7 @@ impl Reads {
         self.with(move |conn| {
             let kind = query.kind.as_str();
             let base = format!("kind = '{kind}' AND state <> 'reserved'");
-            let filter = Filter::of(&query.list, &base, handle_column);
+            let filter = Filter::of(&query.list, &base, HandleField::column);
             listed(conn, SELECT_HANDLE, "service_handles", &filter, handle_of)
         })
         .await
@@ -168,24 +168,6 @@ pub(super) const SELECT_HANDLE: &str = "SELECT guid, instance_guid, kind, app_gu
     handle_id, gateway_data, credentials, syslog_drain_url
     FROM service_handles";
 
-fn instance_column(field: InstanceField) -> &'static str {
-    match field {
-        InstanceField::Name => "name",
-        InstanceField::SpaceGuid => "space_guid",
-        InstanceField::ServicePlanGuid => "service_plan_guid",
-        InstanceField::GatewayName => "broker_service_id",
-        InstanceField::OrganizationGuid => "organization_guid",
-    }
-}
-
-fn handle_column(field: HandleField) -> &'static str {
-    match field {
-        HandleField::InstanceGuid => "instance_guid",
-        HandleField::AppGuid => "app_guid",
-        HandleField::Name => "name",
-    }
-}
-
 /// A list's WHERE clause (column names from a fixed table, values bound), its order and page.
 struct Filter {
     clause: String,
@@ -238,7 +220,7 @@ pub fn instance_list_plans(
     conn: &Connection,
     query: &InstanceQuery,
 ) -> rusqlite::Result<Vec<String>> {
-    let filter = Filter::of(query, "state <> 'reserved'", instance_column);
+    let filter = Filter::of(query, "state <> 'reserved'", InstanceField::column);
     let mut lines = Vec::new();
     for sql in [
         filter.count_sql("service_instances"),

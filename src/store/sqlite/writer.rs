@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::connection::{self, Synchronous};
 use super::error::{classify, classify_shared, writer_stopped};
+use crate::store::records::tags_json;
 use crate::store::{
     HandleGrant, HandleReservation, Holder, InstanceUpdate, Lease, Provisioned, Reservation,
     StoreError,
@@ -310,7 +311,7 @@ fn atomically(
 }
 
 fn reserve(conn: &Connection, r: &Reservation, lease: &Lease) -> Result<(), StoreError> {
-    let tags = serde_json::to_string(&r.tags).map_err(|e| StoreError::Backend(e.into()))?;
+    let tags = tags_json(&r.tags);
     conn.prepare_cached(
         "INSERT INTO service_instances (guid, name, space_guid, organization_guid,
              service_plan_guid, broker, tags, creator_user_id, creator_email, state,
@@ -378,12 +379,7 @@ fn refusal(state: Option<&str>) -> StoreError {
 }
 
 fn update(conn: &Connection, guid: &str, u: &InstanceUpdate) -> Result<(), StoreError> {
-    let tags = u
-        .tags
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Backend(e.into()))?;
+    let tags = u.tags.as_deref().map(tags_json);
     let changed = conn
         .prepare_cached(
             "UPDATE service_instances SET name = coalesce(?2, name), tags = coalesce(?3, tags),
