@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod cc;
+pub mod cc_v3;
 pub mod client;
 pub mod gateway;
 pub mod json;
