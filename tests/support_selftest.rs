@@ -10,6 +10,10 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 use support::broker::{refused_url, MockBroker, Mode, TOKEN_HEADER};
+use support::cc_v3::{
+    self, user_token, FakeCloudController, Question, Role, AUDITOR, DEVELOPER, MANAGER, OUTSIDER,
+    V3_JSON,
+};
 use support::client::{self, create, create_body, send, try_send, FORM_CONTENT_TYPE};
 use support::gateway::{
     parse_listening, wait_listening, GatewayConfig, Listening, BROKER_TOKEN, ORG_GUID, PLAN_GUID,
@@ -846,4 +850,545 @@ async fn wait_listening_reads_the_report_or_fails_when_the_child_exits() {
     let err = wait_listening(&mut child, &log, T).await.unwrap_err();
     let _ = child.wait();
     assert!(err.contains("exited with"), "{err}");
+}
+
+async fn v3_get(cc: &FakeCloudController, path: &str, token: Option<&str>) -> client::Response {
+    client::get(&format!("{}{path}", cc.url()), token).await
+}
+
+/// A v3 answer: this status, the v3 Content-Type, a JSON body.
+fn v3_body(r: &client::Response, status: u16) -> Value {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.header("content-type").as_deref(), Some(V3_JSON), "{r:?}");
+    r.json()
+}
+
+fn not_found_body(what: &str) -> Value {
+    cc_v3::v3_error_body(&format!("{what} not found"), "CF-ResourceNotFound", 10010)
+}
+
+fn guids(list: &Value) -> Vec<String> {
+    list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["guid"].as_str().expect("guid").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn cc_v3_space_is_seen_through_a_role_or_a_global_scope() {
+    let cc = FakeCloudController::with_default_world().await;
+    let path = format!("/v3/spaces/{SPACE_GUID}");
+    for user in [DEVELOPER, AUDITOR, MANAGER] {
+        let body = v3_body(&v3_get(&cc, &path, Some(&user_token(user))).await, 200);
+        assert_eq!(
+            body,
+            json!({
+                "guid": SPACE_GUID, "name": cc_v3::SPACE_NAME,
+                "created_at": cc_v3::TIMESTAMP, "updated_at": cc_v3::TIMESTAMP,
+                "relationships": {"organization": {"data": {"guid": ORG_GUID}}},
+                "metadata": {"labels": {}, "annotations": {}},
+                "links": {
+                    "self": {"href": format!("{}/v3/spaces/{SPACE_GUID}", cc.url())},
+                    "organization": {"href": format!("{}/v3/organizations/{ORG_GUID}", cc.url())},
+                },
+            }),
+            "{user}"
+        );
+    }
+    let outsider = v3_get(&cc, &path, Some(&user_token(OUTSIDER))).await;
+    assert_eq!(v3_body(&outsider, 404), not_found_body("Space"));
+    let missing = v3_get(&cc, "/v3/spaces/no-such-space", Some(&token::valid_token())).await;
+    assert_eq!(v3_body(&missing, 404), not_found_body("Space"));
+
+    // The default token is an admin; the other global scopes see everything too.
+    assert_eq!(
+        v3_get(&cc, &path, Some(&token::valid_token())).await.status,
+        200
+    );
+    for scope in cc_v3::GLOBAL_SCOPES {
+        let t = cc_v3::user_claims(OUTSIDER).scopes(&[scope]).sign();
+        assert_eq!(v3_get(&cc, &path, Some(&t)).await.status, 200, "{scope}");
+    }
+    // An organization manager sees the organization's spaces; an organization
+    // user does not; a client token is known by its client_id.
+    cc.grant("org-boss", Role::OrgManager, ORG_GUID);
+    cc.grant("org-member", Role::OrgUser, ORG_GUID);
+    let r = v3_get(&cc, &path, Some(&user_token("org-boss"))).await;
+    assert_eq!(r.status, 200);
+    let r = v3_get(&cc, &path, Some(&user_token("org-member"))).await;
+    assert_eq!(r.status, 404);
+    cc.grant("a-client", Role::SpaceSupporter, SPACE_GUID);
+    let client_token = Claims::new()
+        .remove("user_id")
+        .set("client_id", "a-client")
+        .scopes(&["cloud_controller.read"])
+        .sign();
+    assert_eq!(v3_get(&cc, &path, Some(&client_token)).await.status, 200);
+
+    // Revoked, the developer sees nothing.
+    assert!(cc.revoke(DEVELOPER, Role::SpaceDeveloper, SPACE_GUID));
+    assert!(!cc.revoke(DEVELOPER, Role::SpaceDeveloper, SPACE_GUID));
+    let r = v3_get(&cc, &path, Some(&user_token(DEVELOPER))).await;
+    assert_eq!(r.status, 404);
+
+    // No token, another scheme, or a payload that is no JSON: not authenticated.
+    let unauthenticated =
+        cc_v3::v3_error_body("Authentication error", "CF-NotAuthenticated", 10002);
+    let url = format!("{}{path}", cc.url());
+    let garbage = token::raw_token("{}", "not json", "sig");
+    for auth in [
+        None,
+        Some("basic dXNlcjpwdw==".to_string()),
+        Some(format!("bearer {garbage}")),
+        Some("bearer x".to_string()),
+    ] {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let r = send("GET", &url, &headers, "").await;
+        assert_eq!(v3_body(&r, 401), unauthenticated, "{auth:?}");
+    }
+    assert_eq!(cc.calls(Question::Space), 17);
+    assert_eq!(
+        cc.last_authorization(Question::Space).as_deref(),
+        Some("bearer x")
+    );
+}
+
+#[tokio::test]
+async fn cc_v3_spaces_list_pages_through_the_visible_spaces() {
+    let cc = FakeCloudController::start().await;
+    cc.add_org("org-a", "a");
+    cc.add_org("org-b", "b");
+    for (guid, org) in [
+        ("s-1", "org-a"),
+        ("s-2", "org-b"),
+        ("s-3", "org-a"),
+        ("hidden", "org-a"),
+    ] {
+        cc.add_space(guid, &format!("name-{guid}"), org);
+    }
+    for guid in ["s-1", "s-2", "s-3"] {
+        cc.grant(DEVELOPER, Role::SpaceDeveloper, guid);
+    }
+    let dev = user_token(DEVELOPER);
+    let href =
+        |page: usize| json!({"href": format!("{}/v3/spaces?page={page}&per_page=1", cc.url())});
+
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{}/v3/spaces?per_page=1", cc.url()));
+    for page in 1..=3 {
+        let url = next.take().expect("a next page");
+        let body = v3_body(&client::get(&url, Some(&dev)).await, 200);
+        let p = &body["pagination"];
+        assert_eq!(
+            (p["total_results"].clone(), p["total_pages"].clone()),
+            (json!(3), json!(3))
+        );
+        assert_eq!((p["first"].clone(), p["last"].clone()), (href(1), href(3)));
+        let previous = if page > 1 {
+            href(page - 1)
+        } else {
+            Value::Null
+        };
+        assert_eq!(p["previous"], previous, "page {page}");
+        seen.extend(guids(&body));
+        next = p["next"]["href"].as_str().map(str::to_string);
+        if page < 3 {
+            assert_eq!(p["next"], href(page + 1));
+        }
+    }
+    assert_eq!(next, None, "the last page has no next");
+    assert_eq!(
+        seen,
+        ["s-1", "s-2", "s-3"],
+        "every visible space once, in order"
+    );
+
+    // Defaults, a page beyond the last, filters.
+    let all = v3_body(
+        &v3_get(&cc, "/v3/spaces?order_by=name", Some(&dev)).await,
+        200,
+    );
+    assert_eq!(guids(&all), ["s-1", "s-2", "s-3"]);
+    assert_eq!(
+        all["pagination"]["first"]["href"],
+        format!("{}/v3/spaces?page=1&per_page=50", cc.url())
+    );
+    assert_eq!(all["pagination"]["next"], Value::Null);
+    assert_eq!(
+        all["resources"][1]["relationships"]["organization"]["data"]["guid"],
+        "org-b"
+    );
+    let beyond = v3_body(&v3_get(&cc, "/v3/spaces?page=9", Some(&dev)).await, 200);
+    assert_eq!(
+        (
+            guids(&beyond).len(),
+            beyond["pagination"]["total_results"].clone()
+        ),
+        (0, json!(3))
+    );
+    let admin = v3_body(
+        &v3_get(
+            &cc,
+            "/v3/spaces?organization_guids=org-a",
+            Some(&token::valid_token()),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(guids(&admin), ["s-1", "s-3", "hidden"]);
+    let filtered = v3_body(
+        &v3_get(&cc, "/v3/spaces?guids=s-3,hidden,s-2", Some(&dev)).await,
+        200,
+    );
+    assert_eq!(guids(&filtered), ["s-2", "s-3"]);
+    assert_eq!(
+        filtered["pagination"]["last"]["href"],
+        format!(
+            "{}/v3/spaces?guids=s-3%2Chidden%2Cs-2&page=1&per_page=50",
+            cc.url()
+        )
+    );
+    // An outsider sees no space, yet one (empty) page.
+    let none = v3_body(
+        &v3_get(&cc, "/v3/spaces", Some(&user_token(OUTSIDER))).await,
+        200,
+    );
+    assert_eq!(none["resources"], json!([]));
+    assert_eq!(
+        (
+            none["pagination"]["total_results"].clone(),
+            none["pagination"]["total_pages"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+
+    for query in ["per_page=0", "per_page=5001", "per_page=x", "page=0"] {
+        let r = v3_get(&cc, &format!("/v3/spaces?{query}"), Some(&dev)).await;
+        let body = v3_body(&r, 400);
+        assert_eq!(
+            body["errors"][0]["title"], "CF-BadQueryParameter",
+            "{query}"
+        );
+        assert_eq!(body["errors"][0]["code"], 10005, "{query}");
+    }
+    assert_eq!(
+        v3_get(&cc, "/v3/spaces?per_page=5000", Some(&dev))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(cc.calls(Question::SpacesList), 13);
+    assert_eq!(cc.calls(Question::Space), 0);
+}
+
+#[tokio::test]
+async fn cc_v3_roles_filter_by_type_space_and_user() {
+    let cc = FakeCloudController::with_default_world().await;
+    cc.add_space("other-space", "other", ORG_GUID);
+    let other_dev = cc.grant(OUTSIDER, Role::SpaceDeveloper, "other-space");
+    let dev = cc.grant(DEVELOPER, Role::SpaceDeveloper, SPACE_GUID);
+    assert_eq!(
+        cc.grant(DEVELOPER, Role::SpaceDeveloper, SPACE_GUID),
+        dev,
+        "granting twice is one role"
+    );
+    let admin = token::valid_token();
+    let roles = |query: String, token: String| {
+        let cc = &cc;
+        async move {
+            v3_body(
+                &v3_get(cc, &format!("/v3/roles{query}"), Some(&token)).await,
+                200,
+            )
+        }
+    };
+
+    let all = roles(String::new(), admin.clone()).await;
+    assert_eq!(all["pagination"]["total_results"], 4);
+    let developers = roles("?types=space_developer".into(), admin.clone()).await;
+    assert_eq!(guids(&developers), [dev.clone(), other_dev.clone()]);
+    assert_eq!(
+        developers["resources"][0],
+        json!({
+            "guid": dev, "type": "space_developer",
+            "created_at": cc_v3::TIMESTAMP, "updated_at": cc_v3::TIMESTAMP,
+            "relationships": {
+                "user": {"data": {"guid": DEVELOPER}},
+                "space": {"data": {"guid": SPACE_GUID}},
+                "organization": {"data": null},
+            },
+            "links": {
+                "self": {"href": format!("{}/v3/roles/{dev}", cc.url())},
+                "user": {"href": format!("{}/v3/users/{DEVELOPER}", cc.url())},
+                "space": {"href": format!("{}/v3/spaces/{SPACE_GUID}", cc.url())},
+            },
+        })
+    );
+    let in_space = roles(
+        format!("?space_guids={SPACE_GUID}&types=space_auditor,space_manager"),
+        admin.clone(),
+    )
+    .await;
+    let types: Vec<&Value> = in_space["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["type"])
+        .collect();
+    assert_eq!(types, [&json!("space_auditor"), &json!("space_manager")]);
+    assert_eq!(
+        in_space["pagination"]["first"]["href"],
+        format!("{}/v3/roles?page=1&per_page=50&space_guids={SPACE_GUID}&types=space_auditor%2Cspace_manager", cc.url())
+    );
+    let by_user = roles(
+        format!("?user_guids={DEVELOPER},{OUTSIDER}&space_guids=other-space"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(guids(&by_user), vec![other_dev.clone()]);
+
+    // An organization role is in no space; a non-admin sees only the roles
+    // where it sees the space (or the organization).
+    let boss = cc.grant("org-boss", Role::OrgAuditor, ORG_GUID);
+    let org_roles = roles(format!("?organization_guids={ORG_GUID}"), admin.clone()).await;
+    assert_eq!(guids(&org_roles), vec![boss]);
+    assert_eq!(
+        org_roles["resources"][0]["relationships"]["space"]["data"],
+        Value::Null
+    );
+    assert_eq!(
+        org_roles["resources"][0]["relationships"]["organization"]["data"]["guid"],
+        ORG_GUID
+    );
+    let seen_by_auditor = roles(String::new(), user_token(AUDITOR)).await;
+    assert_eq!(
+        seen_by_auditor["pagination"]["total_results"], 4,
+        "three in its space and the org role"
+    );
+    assert!(!guids(&seen_by_auditor).contains(&other_dev));
+    let seen_by_outsider = roles("?types=space_developer".into(), user_token(OUTSIDER)).await;
+    assert_eq!(guids(&seen_by_outsider), [other_dev]);
+
+    let paged = roles("?per_page=2&page=2".into(), admin).await;
+    assert_eq!(paged["pagination"]["total_pages"], 3);
+    assert_eq!(guids(&paged).len(), 2);
+    assert_eq!(v3_get(&cc, "/v3/roles", None).await.status, 401);
+    assert_eq!(cc.calls(Question::Roles), 9);
+}
+
+#[tokio::test]
+async fn cc_v3_feature_flags_toggle_with_a_message() {
+    let cc = FakeCloudController::start().await;
+    let user = user_token(OUTSIDER);
+    let path = "/v3/feature_flags/service_instance_creation";
+    let flag = |enabled: bool, message: Value| {
+        json!({"name": "service_instance_creation", "enabled": enabled, "updated_at": null,
+               "custom_error_message": message,
+               "links": {"self": {"href": format!("{}{path}", cc.url())}}})
+    };
+    assert_eq!(
+        v3_body(&v3_get(&cc, path, Some(&user)).await, 200),
+        flag(true, Value::Null)
+    );
+    cc.set_feature_flag("service_instance_creation", false, Some("Ask your admin."));
+    assert_eq!(
+        v3_body(&v3_get(&cc, path, Some(&user)).await, 200),
+        flag(false, json!("Ask your admin."))
+    );
+    cc.set_feature_flag("service_instance_creation", true, None);
+    assert_eq!(
+        v3_body(&v3_get(&cc, path, Some(&user)).await, 200),
+        flag(true, Value::Null)
+    );
+
+    let unknown = v3_get(&cc, "/v3/feature_flags/no_such_flag", Some(&user)).await;
+    assert_eq!(v3_body(&unknown, 404), not_found_body("Feature flag"));
+    cc.set_feature_flag("no_such_flag", false, None);
+    assert_eq!(
+        v3_body(
+            &v3_get(&cc, "/v3/feature_flags/no_such_flag", Some(&user)).await,
+            200
+        )["enabled"],
+        false
+    );
+    assert_eq!(v3_get(&cc, path, None).await.status, 401);
+    assert_eq!(cc.calls(Question::FeatureFlag), 6);
+}
+
+#[tokio::test]
+async fn cc_v3_organizations_show_suspension_to_those_who_see_them() {
+    let cc = FakeCloudController::with_default_world().await;
+    cc.add_org("empty-org", "empty");
+    cc.grant("org-auditor", Role::OrgAuditor, "empty-org");
+    let path = format!("/v3/organizations/{ORG_GUID}");
+    let body = v3_body(&v3_get(&cc, &path, Some(&user_token(DEVELOPER))).await, 200);
+    assert_eq!(
+        body,
+        json!({
+            "guid": ORG_GUID, "name": cc_v3::ORG_NAME, "suspended": false,
+            "created_at": cc_v3::TIMESTAMP, "updated_at": cc_v3::TIMESTAMP,
+            "relationships": {"quota": {"data": {"guid": cc_v3::QUOTA_GUID}}},
+            "metadata": {"labels": {}, "annotations": {}},
+            "links": {
+                "self": {"href": format!("{}{path}", cc.url())},
+                "domains": {"href": format!("{}{path}/domains", cc.url())},
+                "default_domain": {"href": format!("{}{path}/domains/default", cc.url())},
+                "quota": {"href": format!("{}/v3/organization_quotas/{}", cc.url(), cc_v3::QUOTA_GUID)},
+            },
+        })
+    );
+    cc.suspend_org(ORG_GUID, true);
+    let body = v3_body(&v3_get(&cc, &path, Some(&user_token(AUDITOR))).await, 200);
+    assert_eq!(body["suspended"], true);
+    let outsider = v3_get(&cc, &path, Some(&user_token(OUTSIDER))).await;
+    assert_eq!(v3_body(&outsider, 404), not_found_body("Organization"));
+
+    // An organization role alone shows the organization, not its spaces.
+    let auditor = user_token("org-auditor");
+    assert_eq!(
+        v3_get(&cc, "/v3/organizations/empty-org", Some(&auditor))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(v3_get(&cc, &path, Some(&auditor)).await.status, 404);
+    let admin = token::valid_token();
+    assert_eq!(
+        v3_get(&cc, "/v3/organizations/empty-org", Some(&admin))
+            .await
+            .json()["suspended"],
+        false
+    );
+    let missing = v3_get(&cc, "/v3/organizations/nope", Some(&admin)).await;
+    assert_eq!(v3_body(&missing, 404), not_found_body("Organization"));
+    cc.suspend_org(ORG_GUID, false);
+    assert_eq!(
+        v3_get(&cc, &path, Some(&admin)).await.json()["suspended"],
+        false
+    );
+    assert_eq!(cc.calls(Question::Organization), 8);
+}
+
+#[tokio::test]
+async fn cc_v3_modes_break_only_v3_and_every_call_is_counted() {
+    let cc = FakeCloudController::with_default_world().await;
+    let dev = user_token(DEVELOPER);
+    let space_url = format!("{}/v3/spaces/{SPACE_GUID}", cc.url());
+    let auth = format!("bearer {dev}");
+    let headers = [("authorization", auth.as_str())];
+
+    for mode in [cc_v3::Mode::Down, cc_v3::Mode::Reset] {
+        cc.set_mode(mode);
+        let r = try_send("GET", &space_url, &headers, "").await;
+        assert!(r.is_err(), "{mode:?} must fail the request, got {r:?}");
+        let info = client::get(&format!("{}/v2/info", cc.url()), None).await;
+        assert_eq!(
+            info.json(),
+            support::upstream::info_body(),
+            "{mode:?} leaves v2 alone"
+        );
+    }
+    cc.set_mode(cc_v3::Mode::Hang);
+    let hung = tokio::time::timeout(
+        Duration::from_millis(300),
+        try_send("GET", &space_url, &headers, ""),
+    )
+    .await;
+    assert!(hung.is_err(), "hang mode must not answer");
+
+    cc.set_mode(cc_v3::Mode::Slow(Duration::from_millis(300)));
+    let started = Instant::now();
+    let r = try_send("GET", &space_url, &headers, "").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(v3_body(&r, 200)["guid"], SPACE_GUID);
+
+    cc.set_mode(cc_v3::Mode::Status(503));
+    for path in ["/v3/roles", "/v3/feature_flags/service_instance_creation"] {
+        let r = v3_get(&cc, path, Some(&dev)).await;
+        assert_eq!(
+            v3_body(&r, 503),
+            cc_v3::v3_error_body("Server error", "CF-ServerError", 10001),
+            "{path}"
+        );
+    }
+    let passthrough = v3_get(&cc, "/v2/apps", None).await;
+    assert_eq!(passthrough.json()["from"], "upstream");
+
+    cc.set_mode(cc_v3::Mode::Normal);
+    assert_eq!(v3_get(&cc, "/v3/spaces", Some(&dev)).await.status, 200);
+    let unknown = v3_get(&cc, "/v3/apps", Some(&dev)).await;
+    assert_eq!(
+        v3_body(&unknown, 404),
+        cc_v3::v3_error_body("Unknown request", "CF-NotFound", 10000)
+    );
+
+    assert_eq!(
+        cc.calls(Question::Space),
+        4,
+        "closed, reset, hung and slow ones alike"
+    );
+    assert_eq!(cc.calls(Question::Roles), 1);
+    assert_eq!(cc.calls(Question::FeatureFlag), 1);
+    assert_eq!(cc.calls(Question::SpacesList), 1);
+    assert_eq!(cc.calls(Question::Organization), 0);
+    assert_eq!(cc.last_authorization(Question::Space), Some(auth.clone()));
+    assert_eq!(cc.last_authorization(Question::Organization), None);
+    cc.reset_calls();
+    assert_eq!(cc.calls(Question::Space), 0);
+    assert_eq!(cc.last_authorization(Question::Space), None);
+    assert_eq!(
+        cc.requests().len(),
+        11,
+        "reset_calls keeps the recorded requests"
+    );
+}
+
+#[tokio::test]
+async fn cc_v3_answers_everything_else_like_mock_upstream() {
+    let cc = FakeCloudController::start().await;
+    assert_eq!(cc.url(), format!("http://{}", cc.addr()));
+    let r = send(
+        "PUT",
+        &format!("{}/v2/apps/1?inline-relations-depth=1", cc.url()),
+        &[("x-first", "1")],
+        "payload",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            200,
+            json!({"from": "upstream", "method": "PUT", "path": "/v2/apps/1?inline-relations-depth=1"})
+        )
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let info = client::get(&format!("{}/v2/info", cc.url()), None).await;
+    assert_eq!(info.json(), support::upstream::info_body());
+    // "/v3x" is not under /v3/.
+    assert_eq!(
+        client::get(&format!("{}/v3x", cc.url()), None).await.json()["from"],
+        "upstream"
+    );
+
+    let reqs = cc.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].body.as_slice()),
+        ("PUT", &b"payload"[..])
+    );
+    assert_eq!(reqs[0].header("x-first").as_deref(), Some("1"));
+    cc.clear_requests();
+    assert!(cc.requests().is_empty());
+    assert!(
+        Question::ALL.iter().all(|q| cc.calls(*q) == 0),
+        "non-v3 is not counted"
+    );
 }
