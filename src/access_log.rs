@@ -20,6 +20,9 @@ pub struct AccessLine<'a> {
     pub broker_status: Option<u16>,
     pub broker_duration_seconds: Option<f64>,
     pub user_id: Option<&'a str>,
+    /// `allowed`, `denied` or `unavailable` once the request's authorization was asked; null
+    /// before (or without) it.
+    pub authorization: Option<&'static str>,
     pub error: Option<&'a str>,
 }
 
@@ -63,6 +66,7 @@ mod tests {
             broker_status: None,
             broker_duration_seconds: None,
             user_id: Some("u"),
+            authorization: Some("allowed"),
             error: None,
         };
         let v: serde_json::Value = serde_json::to_value(&line).unwrap();
@@ -78,6 +82,7 @@ mod tests {
             "broker_status",
             "broker_duration_seconds",
             "user_id",
+            "authorization",
             "error",
         ] {
             assert!(v.get(key).is_some(), "{key}");

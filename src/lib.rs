@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod cc;
 pub mod cli;
 pub mod clock;

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub handles_deleted: IntCounterVec,
     pub orphan_mitigations: IntCounterVec,
     pub store_reservations_recovered: IntCounter,
+    pub authorization_requests: IntCounterVec,
+    pub authorization_request_duration: HistogramVec,
+    pub authorization_cache_hits: IntCounterVec,
     pub store_operation_duration: HistogramVec,
     pub store_pool_wait: HistogramVec,
     store_pool_connections: IntGaugeVec,
@@ -160,6 +163,9 @@ impl Metrics {
             store_pool_waiting: gauge_int("brokergate_store_pool_waiting", "Store calls waiting for a PostgreSQL connection now."),
             store_pool_source: std::sync::OnceLock::new(),
             store_reservations_recovered: counter_int("brokergate_store_reservations_recovered_total", "Reservations a start removed because their holder was gone or their lease expired."),
+            authorization_requests: counter(&r, "brokergate_authorization_requests_total", "Calls to the Cloud Controller to authorize a request, by question and result (allowed, denied, unavailable).", &["question", "result"]),
+            authorization_request_duration: histogram(&r, "brokergate_authorization_request_duration_seconds", "Time the Cloud Controller took to answer an authorization call.", &["question"]),
+            authorization_cache_hits: counter(&r, "brokergate_authorization_cache_hits_total", "Authorization questions answered from the cache (or by joining a call already under way).", &["question"]),
             config_reloads: counter(&r, "brokergate_config_reloads_total", "Configuration reload attempts.", &["result"]),
             config_last_reload_successful: gauge_int("brokergate_config_last_reload_successful", "1 when the last reload attempt succeeded."),
             config_last_reload_success_timestamp: gauge("brokergate_config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully."),
@@ -172,6 +178,14 @@ impl Metrics {
             .set(1);
         for result in RELOAD_RESULTS {
             m.config_reloads.with_label_values(&[result]);
+        }
+        for question in crate::service::Question::ALL {
+            let q = question.as_str();
+            for result in ["allowed", "denied", "unavailable"] {
+                m.authorization_requests.with_label_values(&[q, result]);
+            }
+            m.authorization_request_duration.with_label_values(&[q]);
+            m.authorization_cache_hits.with_label_values(&[q]);
         }
         m
     }

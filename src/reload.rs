@@ -102,6 +102,7 @@ impl Reloader {
             log::warn!("Configuration reload: {key} changed but needs a restart (graceful upgrade); keeping the running value.");
         }
         self.metrics.preregister_config(&next.runtime);
+        crate::authz::log_source(&next.runtime);
         self.runtime.store(Arc::new(next.runtime));
         record_success(&self.metrics, &hash);
         self.metrics

@@ -12,6 +12,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 
 use crate::admin::{self, AdminService, AdminState};
+use crate::authz::Authorization;
 use crate::clock;
 use crate::config::{Settings, StoreSettings};
 use crate::finish::FinishService;
@@ -20,7 +21,8 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
 use crate::service::{
-    recovery, Binder, BrokerPort, Deleter, Finisher, LeasePolicy, Provisioner, Reader, Updater,
+    recovery, Authorizer, Binder, BrokerPort, Deleter, Finisher, LeasePolicy, Provisioner, Reader,
+    Updater,
 };
 use crate::store::{PgStore, RecoveryPolicy, SqliteStore, Store, Timed};
 use crate::v1::V1Client;
@@ -148,46 +150,48 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
     server.bootstrap();
 
     metrics.preregister_config(&rt);
+    crate::authz::log_source(&rt);
     if let Some((_, hash)) = &opts.config {
         reload::record_success(&metrics, hash);
     }
     let runtime = Arc::new(ArcSwap::from_pointee(rt));
 
     let brokers: Arc<dyn BrokerPort> = Arc::new(V1Client::new(metrics.clone()));
+    let authorizer: Arc<dyn Authorizer> = Arc::new(Authorization::new(metrics.clone()));
     let owner = LeasePolicy::new(start.store.owner.clone(), start.store.lease_margin_seconds);
+    let deleter = || {
+        Deleter::new(
+            store.clone(),
+            brokers.clone(),
+            authorizer.clone(),
+            metrics.clone(),
+            owner.clone(),
+        )
+    };
+    let binder = || {
+        Binder::new(
+            store.clone(),
+            brokers.clone(),
+            authorizer.clone(),
+            metrics.clone(),
+            owner.clone(),
+        )
+    };
     let use_cases = UseCases {
         provisioner: Provisioner::new(
             store.clone(),
             brokers.clone(),
+            authorizer.clone(),
             metrics.clone(),
             owner.clone(),
         ),
-        reader: Reader::new(store.clone()),
-        updater: Updater::new(store.clone()),
-        deleter: Deleter::new(
-            store.clone(),
-            brokers.clone(),
-            metrics.clone(),
-            owner.clone(),
-        ),
-        binder: Binder::new(
-            store.clone(),
-            brokers.clone(),
-            metrics.clone(),
-            owner.clone(),
-        ),
+        reader: Reader::new(store.clone(), authorizer.clone()),
+        updater: Updater::new(store.clone(), authorizer.clone()),
+        deleter: deleter(),
+        binder: binder(),
     };
-    let finisher = Finisher::new(
-        store.clone(),
-        Deleter::new(
-            store.clone(),
-            brokers.clone(),
-            metrics.clone(),
-            owner.clone(),
-        ),
-        Binder::new(store.clone(), brokers, metrics.clone(), owner.clone()),
-        owner.clone(),
-    );
+    // The finisher completes what was authorized before a crash: it asks nothing.
+    let finisher = Finisher::new(store.clone(), deleter(), binder(), owner.clone());
     let finish = FinishService {
         finisher,
         store: store.clone(),

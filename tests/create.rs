@@ -1018,7 +1018,7 @@ async fn token_without_user_id_or_client_id_is_401_invalid_auth_token() {
 async fn bad_token_for_an_unknown_plan_gets_401_even_with_an_upstream() {
     let upstream = MockUpstream::start().await;
     let upstream_url = upstream.url();
-    let (broker, gateway) = start_with(|c| c.upstream(&upstream_url)).await;
+    let (broker, gateway) = start_with(|c| c.upstream(&upstream_url).static_authorization()).await;
     let mut body = create_body("passed-through");
     body["service_plan_guid"] = json!("a-plan-the-real-cc-serves");
 

@@ -207,7 +207,8 @@ async fn a_broker_that_no_longer_knows_the_instance_counts_as_deleted() {
 #[tokio::test]
 async fn a_delete_needs_write_valid_flags_and_an_owned_guid() {
     let upstream = MockUpstream::start().await;
-    let (broker, gw, guid, _) = gateway_with_instance(|c| c.upstream(&upstream.url())).await;
+    let (broker, gw, guid, _) =
+        gateway_with_instance(|c| c.upstream(&upstream.url()).static_authorization()).await;
     let read_only = token_with(&["cloud_controller.read"]);
     let resp = call(
         &gw,
@@ -557,7 +558,8 @@ async fn a_refused_unbind_keeps_the_binding() {
 #[tokio::test]
 async fn an_unknown_binding_goes_upstream_unchanged() {
     let upstream = MockUpstream::start().await;
-    let (broker, gw, _, _) = gateway_with_instance(|c| c.upstream(&upstream.url())).await;
+    let (broker, gw, _, _) =
+        gateway_with_instance(|c| c.upstream(&upstream.url()).static_authorization()).await;
     let token = token::valid_token();
     let body = json!({"service_instance_guid": "their-instance", "app_guid": "app"});
     let resp = call(&gw, "POST", BINDINGS, Some(&token), Some(body.clone())).await;

@@ -26,7 +26,7 @@ async fn gateway_with_instance(upstream: Option<&str>) -> (MockBroker, Gateway, 
     let broker = MockBroker::start(BROKER_TOKEN).await;
     let mut config = GatewayConfig::new(&broker.url());
     if let Some(url) = upstream {
-        config = config.upstream(url);
+        config = config.upstream(url).static_authorization();
     }
     let gw = Gateway::start(config).await;
     let name = format!("read-me-{}", uuid::Uuid::new_v4().simple());

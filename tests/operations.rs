@@ -1133,7 +1133,12 @@ async fn access_log_is_one_json_line_per_request_without_secrets() {
         "application/json",
     ));
     let upstream = MockUpstream::start().await;
-    let gw = Gateway::start(GatewayConfig::new(&broker.url()).upstream(&upstream.url())).await;
+    let gw = Gateway::start(
+        GatewayConfig::new(&broker.url())
+            .upstream(&upstream.url())
+            .static_authorization(),
+    )
+    .await;
     let bearer = token::valid_token();
 
     // A create.
@@ -1279,6 +1284,7 @@ async fn debug_log_level_never_writes_tokens_or_credentials() {
     let gw = Gateway::start(
         GatewayConfig::new(&broker.url())
             .upstream(&upstream.url())
+            .static_authorization()
             .extra_toml("[log]\nlevel = \"debug\"\n"),
     )
     .await;

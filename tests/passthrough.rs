@@ -29,7 +29,12 @@ const NOT_FOUND_BODY: &str =
 async fn with_upstream() -> (MockBroker, MockUpstream, Gateway) {
     let broker = MockBroker::start(BROKER_TOKEN).await;
     let upstream = MockUpstream::start().await;
-    let gateway = Gateway::start(GatewayConfig::new(&broker.url()).upstream(&upstream.url())).await;
+    let gateway = Gateway::start(
+        GatewayConfig::new(&broker.url())
+            .upstream(&upstream.url())
+            .static_authorization(),
+    )
+    .await;
     (broker, upstream, gateway)
 }
 

@@ -145,11 +145,7 @@ mod tests {
     use super::*;
 
     fn id(n: usize) -> Identity {
-        Identity {
-            user_id: format!("u{n}"),
-            email: None,
-            scopes: vec!["cloud_controller.read".into()],
-        }
+        Identity::new(&format!("u{n}"), None, vec!["cloud_controller.read".into()])
     }
 
     const NOW: i64 = 1_800_000_000;

@@ -116,6 +116,8 @@ fn identity(claims: Claims) -> Result<Identity, InvalidReason> {
         user_id,
         email: claims.email,
         scopes,
+        expires_at: claims.exp,
+        token: super::BearerToken::default(),
     })
 }
 

@@ -21,6 +21,31 @@ pub struct Identity {
     /// The `email` claim, sent to v1 brokers (null for client tokens).
     pub email: Option<String>,
     pub scopes: Vec<String>,
+    /// The token's `exp` (Unix seconds): nothing learnt with it is kept longer.
+    pub expires_at: i64,
+    /// The token itself, to ask the Cloud Controller on the caller's behalf.
+    pub token: BearerToken,
+}
+
+/// A caller's bearer token. Its `Debug` never prints it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BearerToken(Option<std::sync::Arc<str>>);
+
+impl BearerToken {
+    pub fn new(token: &str) -> BearerToken {
+        BearerToken(Some(token.into()))
+    }
+
+    /// The token, for an `Authorization` header and nothing else.
+    pub fn expose(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
 }
 
 /// What a route needs of the caller's token (the Cloud Controller's `read`/`write` access).
@@ -37,10 +62,18 @@ pub enum Scope {
 impl Identity {
     /// The caller of a route that needs no token: holds no scope.
     pub fn anonymous() -> Identity {
+        Identity::new("", None, Vec::new())
+    }
+
+    /// A caller without a token to pass on (tests, and callers authenticated another way),
+    /// whose answers may be kept as long as the cache keeps any.
+    pub fn new(user_id: &str, email: Option<&str>, scopes: Vec<String>) -> Identity {
         Identity {
-            user_id: String::new(),
-            email: None,
-            scopes: Vec::new(),
+            user_id: user_id.to_string(),
+            email: email.map(str::to_string),
+            scopes,
+            expires_at: i64::MAX,
+            token: BearerToken::default(),
         }
     }
 
@@ -66,6 +99,13 @@ impl Identity {
     /// Read routes need `cloud_controller.read` or admin.
     pub fn can_read(&self) -> bool {
         self.is_admin() || self.has("cloud_controller.read")
+    }
+    /// Sees every space without asking (the Cloud Controller's admin, read-only admin and
+    /// global auditor).
+    pub fn reads_everything(&self) -> bool {
+        self.is_admin()
+            || self.has("cloud_controller.admin_read_only")
+            || self.has("cloud_controller.global_auditor")
     }
 }
 

@@ -126,7 +126,8 @@ impl Verifier {
         let generation = state.as_ref().map_or(0, |s| s.generation);
         let digest = self.cache.as_ref().map(|_| cache::digest(token));
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
-            if let Some(identity) = cache.get(digest, generation, now) {
+            if let Some(mut identity) = cache.get(digest, generation, now) {
+                identity.token = super::BearerToken::new(token);
                 return Ok(identity);
             }
         }
@@ -161,7 +162,9 @@ impl Verifier {
                 now,
             );
         }
-        Ok(verified.identity)
+        let mut identity = verified.identity;
+        identity.token = super::BearerToken::new(token);
+        Ok(identity)
     }
 
     /// One try with the keys at hand.

@@ -154,6 +154,30 @@ impl ApiError {
                 .into(),
         )
     }
+    /// Not a space developer, or the organization is suspended (`errors/v2.yml` 10003).
+    pub fn not_authorized() -> Self {
+        e(
+            403,
+            10003,
+            "CF-NotAuthorized",
+            "You are not authorized to perform the requested action".into(),
+        )
+    }
+    /// A feature flag is off: the flag's own message when the operator set one, as the Cloud
+    /// Controller's `FeatureFlag.raise_unless_enabled!` answers.
+    pub fn feature_disabled(flag: &str, custom_message: Option<&str>) -> Self {
+        let description = match custom_message {
+            Some(message) => format!("Feature Disabled: {message}"),
+            None => format!("Feature Disabled: {flag}"),
+        };
+        e(403, 330002, "CF-FeatureDisabled", description)
+    }
+    /// Authorization could not be decided: the Cloud Controller did not answer usably.
+    pub fn authorization_unavailable() -> Self {
+        ApiError::service_unavailable(
+            "The Cloud Controller could not be asked whether this request is authorized; try again.",
+        )
+    }
     /// The plan is not visible to the space's organization (`errors/v2.yml`).
     pub fn organization_not_authorized() -> Self {
         e(

@@ -14,6 +14,7 @@ pub struct FileConfig {
     pub auth: AuthSection,
     pub store: StoreSection,
     pub upstream: Option<UpstreamSection>,
+    pub authorization: AuthorizationSection,
     pub brokers: Vec<BrokerSection>,
     pub services: Vec<ServiceSection>,
     pub plans: Vec<PlanSection>,
@@ -272,9 +273,48 @@ fn default_true() -> bool {
     true
 }
 
+/// A space brokergate provisions into under `[authorization] source = "static"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceSection {
     pub guid: String,
     pub organization_guid: String,
+    /// User ids that may create, change and delete instances here (space developers). When
+    /// none of the three lists is given, every token with the route's scope may.
+    #[serde(default)]
+    pub developers: Option<Vec<String>>,
+    /// User ids that may only read (space auditors).
+    #[serde(default)]
+    pub auditors: Option<Vec<String>>,
+    /// User ids that may only read (space managers).
+    #[serde(default)]
+    pub managers: Option<Vec<String>>,
+}
+
+/// Who decides whether a caller may act in a space.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationSection {
+    /// `cloud_controller` (ask `[upstream]`'s v3 API with the caller's token) or `static`
+    /// (`[[spaces]]` and their role lists). Unset: `cloud_controller` when `[upstream]` is
+    /// configured, else `static`.
+    pub source: Option<String>,
+    /// How long an answer of the Cloud Controller is reused for the same user and question
+    /// (never beyond the token's `exp`); 0 turns caching off.
+    pub cache_seconds: u64,
+    /// Most answers remembered.
+    pub cache_size: usize,
+    /// Deadline of one Cloud Controller call (connect included); past it: 503.
+    pub timeout_seconds: u64,
+}
+
+impl Default for AuthorizationSection {
+    fn default() -> Self {
+        AuthorizationSection {
+            source: None,
+            cache_seconds: 10,
+            cache_size: 10_000,
+            timeout_seconds: 5,
+        }
+    }
 }

@@ -9,7 +9,10 @@ mod target;
 
 pub use file::{FileConfig, StoreSection};
 pub use offerings::derived_service_guid;
-pub use runtime::{Broker, Plan, Runtime, Secret, Service, Visibility};
+pub use runtime::{
+    Authorization, AuthorizationSource, Broker, Plan, Runtime, Secret, Service, SpaceEntry,
+    SpaceRoles, Upstream, Visibility,
+};
 pub use start::{LogFormat, LogSettings, PostgresSettings, StartSettings, StoreSettings};
 pub use target::Target;
 

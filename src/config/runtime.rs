@@ -84,6 +84,55 @@ impl Visibility {
     }
 }
 
+/// Who decides whether a caller may act in a space (`[authorization] source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationSource {
+    /// `[[spaces]]` and their optional role lists; scopes only where a space has none.
+    Static,
+    /// The `[upstream]` Cloud Controller's v3 API, asked with the caller's own token.
+    CloudController,
+}
+
+/// `[authorization]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub source: AuthorizationSource,
+    /// How long an answer is reused; zero: not at all.
+    pub cache_ttl: Duration,
+    pub cache_size: u64,
+    /// Deadline of one Cloud Controller call, connecting included.
+    pub timeout: Duration,
+}
+
+/// A space of `[[spaces]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceEntry {
+    pub organization_guid: String,
+    /// The space's role lists, when any was given.
+    pub roles: Option<SpaceRoles>,
+}
+
+/// Who holds which role in a static space (user ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpaceRoles {
+    pub developers: Vec<String>,
+    pub auditors: Vec<String>,
+    pub managers: Vec<String>,
+}
+
+impl SpaceRoles {
+    pub fn is_developer(&self, user_id: &str) -> bool {
+        self.developers.iter().any(|u| u == user_id)
+    }
+
+    /// Any role lets a user see the space.
+    pub fn is_member(&self, user_id: &str) -> bool {
+        [&self.developers, &self.auditors, &self.managers]
+            .iter()
+            .any(|list| list.iter().any(|u| u == user_id))
+    }
+}
+
 #[derive(Debug)]
 pub struct Upstream {
     pub target: Target,
@@ -104,9 +153,18 @@ pub struct Runtime {
     pub keys: Verifier,
     pub upstream: Option<Upstream>,
     pub brokers: Vec<Arc<Broker>>,
+    pub authorization: Authorization,
+    /// Distinct for every configuration loaded by this process: what a cache of answers that
+    /// depend on the configuration (the authorization cache) compares to empty itself.
+    pub generation: u64,
     plans: HashMap<String, Plan>,
-    spaces: HashMap<String, String>,
+    spaces: HashMap<String, SpaceEntry>,
+    /// Whether any space has role lists.
+    static_roles: bool,
 }
+
+/// Numbers the configurations this process loads.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Pingora replays a body it already read (for pass-through) only from its 64 KiB retry buffer.
 pub const MAX_BODY_LIMIT: usize = 64 * 1024;
@@ -193,6 +251,7 @@ impl Runtime {
 
         let plans = offerings::resolve(&file.services, &file.plans, &brokers)?;
 
+        let authorization = authorization(file)?;
         let mut spaces = HashMap::new();
         for (i, s) in file.spaces.iter().enumerate() {
             if s.guid.is_empty() {
@@ -201,10 +260,17 @@ impl Runtime {
                     "must not be empty",
                 ));
             }
-            if spaces
-                .insert(s.guid.clone(), s.organization_guid.clone())
-                .is_some()
-            {
+            let listed = [&s.developers, &s.auditors, &s.managers];
+            let roles = listed.iter().any(|l| l.is_some()).then(|| SpaceRoles {
+                developers: s.developers.clone().unwrap_or_default(),
+                auditors: s.auditors.clone().unwrap_or_default(),
+                managers: s.managers.clone().unwrap_or_default(),
+            });
+            let entry = SpaceEntry {
+                organization_guid: s.organization_guid.clone(),
+                roles,
+            };
+            if spaces.insert(s.guid.clone(), entry).is_some() {
                 return Err(ConfigError::invalid(
                     format!("spaces[{i}].guid"),
                     format!("duplicate space guid {:?}", s.guid),
@@ -220,6 +286,9 @@ impl Runtime {
             keys,
             upstream,
             brokers: broker_list,
+            authorization,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            static_roles: spaces.values().any(|s| s.roles.is_some()),
             plans,
             spaces,
         })
@@ -235,7 +304,25 @@ impl Runtime {
 
     /// The organization of a configured space.
     pub fn space_organization(&self, space_guid: &str) -> Option<&str> {
-        self.spaces.get(space_guid).map(String::as_str)
+        self.spaces
+            .get(space_guid)
+            .map(|s| s.organization_guid.as_str())
+    }
+
+    /// A space of `[[spaces]]`.
+    pub fn space(&self, space_guid: &str) -> Option<&SpaceEntry> {
+        self.spaces.get(space_guid)
+    }
+
+    /// Every space of `[[spaces]]`, by guid.
+    pub fn spaces(&self) -> impl Iterator<Item = (&str, &SpaceEntry)> {
+        self.spaces.iter().map(|(guid, s)| (guid.as_str(), s))
+    }
+
+    /// Whether any `[[spaces]]` entry has role lists: then a space without an entry is
+    /// open to read-all tokens only.
+    pub fn static_roles(&self) -> bool {
+        self.static_roles
     }
 
     pub fn plan_count(&self) -> usize {
@@ -252,6 +339,51 @@ fn seconds(key: &str, value: u64) -> Result<Duration, ConfigError> {
         return Err(ConfigError::invalid(key, "must be at least 1 second"));
     }
     Ok(Duration::from_secs(value))
+}
+
+/// Largest `authorization.cache_seconds`: past an hour a revoked role would linger too long.
+const MAX_AUTHORIZATION_CACHE_SECONDS: u64 = 3600;
+/// Largest `authorization.cache_size`.
+const MAX_AUTHORIZATION_CACHE: usize = 1_000_000;
+
+fn authorization(file: &FileConfig) -> Result<Authorization, ConfigError> {
+    let a = &file.authorization;
+    let source = match a.source.as_deref() {
+        None if file.upstream.is_some() => AuthorizationSource::CloudController,
+        None => AuthorizationSource::Static,
+        Some("static") => AuthorizationSource::Static,
+        Some("cloud_controller") if file.upstream.is_some() => AuthorizationSource::CloudController,
+        Some("cloud_controller") => {
+            return Err(ConfigError::invalid(
+                "authorization.source",
+                "cloud_controller needs [upstream] (the Cloud Controller to ask)",
+            ))
+        }
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "authorization.source",
+                format!("must be cloud_controller or static, not {other:?}"),
+            ))
+        }
+    };
+    if a.cache_seconds > MAX_AUTHORIZATION_CACHE_SECONDS {
+        return Err(ConfigError::invalid(
+            "authorization.cache_seconds",
+            format!("must be at most {MAX_AUTHORIZATION_CACHE_SECONDS}"),
+        ));
+    }
+    if a.cache_seconds > 0 && !(1..=MAX_AUTHORIZATION_CACHE).contains(&a.cache_size) {
+        return Err(ConfigError::invalid(
+            "authorization.cache_size",
+            format!("must be between 1 and {MAX_AUTHORIZATION_CACHE} (or cache_seconds 0)"),
+        ));
+    }
+    Ok(Authorization {
+        source,
+        cache_ttl: Duration::from_secs(a.cache_seconds),
+        cache_size: a.cache_size as u64,
+        timeout: seconds("authorization.timeout_seconds", a.timeout_seconds)?,
+    })
 }
 
 /// Largest `auth.verified_token_cache_size`: about 200 bytes an entry.

@@ -30,6 +30,11 @@ pub fn from_provision(e: &ProvisionError) -> ApiError {
         ProvisionError::UnknownPlan => ApiError::instance_invalid("not a valid service plan"),
         ProvisionError::UnknownSpace => ApiError::instance_invalid("not a valid space"),
         ProvisionError::InsufficientScope => ApiError::insufficient_scope(),
+        ProvisionError::FeatureDisabled { custom_message } => {
+            ApiError::feature_disabled("service_instance_creation", custom_message.as_deref())
+        }
+        ProvisionError::NotAuthorized => ApiError::not_authorized(),
+        ProvisionError::AuthorizationUnavailable(_) => ApiError::authorization_unavailable(),
         ProvisionError::PlanNotVisible => ApiError::organization_not_authorized(),
         ProvisionError::NameEmpty => ApiError::name_empty(),
         ProvisionError::NameTooLong { limit } => ApiError::name_too_long(*limit),
@@ -45,6 +50,9 @@ pub fn from_read(e: &ReadError) -> ApiError {
         ReadError::NotFound { guid } => ApiError::instance_not_found(guid),
         ReadError::HandleNotFound { kind, guid } => handle_not_found(*kind, guid),
         ReadError::InsufficientScope => ApiError::insufficient_scope(),
+        ReadError::Hidden { guid } => ApiError::instance_not_found(guid),
+        ReadError::HandleHidden { kind, guid } => handle_not_found(*kind, guid),
+        ReadError::AuthorizationUnavailable(_) => ApiError::authorization_unavailable(),
         ReadError::Store(e) => from_store(e),
     }
 }
@@ -53,6 +61,9 @@ pub fn from_update(e: &UpdateError) -> ApiError {
     match e {
         UpdateError::NotFound { guid } => ApiError::instance_not_found(guid),
         UpdateError::InsufficientScope => ApiError::insufficient_scope(),
+        UpdateError::Hidden { guid } => ApiError::instance_not_found(guid),
+        UpdateError::NotAuthorized => ApiError::not_authorized(),
+        UpdateError::AuthorizationUnavailable(_) => ApiError::authorization_unavailable(),
         UpdateError::SpaceChange => ApiError::space_change_not_allowed(),
         UpdateError::PlanNotUpdateable => ApiError::plan_not_updateable(),
         UpdateError::Invalid { violation, name } => from_rule(*violation, name),
@@ -66,6 +77,9 @@ pub fn from_delete(e: &DeleteError) -> ApiError {
     match e {
         DeleteError::NotFound { guid } => ApiError::instance_not_found(guid),
         DeleteError::InsufficientScope => ApiError::insufficient_scope(),
+        DeleteError::Hidden { guid } => ApiError::instance_not_found(guid),
+        DeleteError::NotAuthorized => ApiError::not_authorized(),
+        DeleteError::AuthorizationUnavailable(_) => ApiError::authorization_unavailable(),
         DeleteError::NotEmpty => ApiError::association_not_empty(),
         DeleteError::InProgress { guid } => ApiError::operation_in_progress(guid),
         DeleteError::BrokerNotConfigured { broker } => not_configured(&format!("broker {broker}")),
@@ -80,6 +94,10 @@ pub fn from_bind(e: &BindError) -> ApiError {
         BindError::InstanceNotFound { guid } => ApiError::instance_not_found(guid),
         BindError::HandleNotFound { kind, guid } => handle_not_found(*kind, guid),
         BindError::InsufficientScope => ApiError::insufficient_scope(),
+        BindError::InstanceHidden { guid } => ApiError::instance_not_found(guid),
+        BindError::HandleHidden { kind, guid } => handle_not_found(*kind, guid),
+        BindError::NotAuthorized => ApiError::not_authorized(),
+        BindError::AuthorizationUnavailable(_) => ApiError::authorization_unavailable(),
         BindError::InProgress { instance_guid } => ApiError::operation_in_progress(instance_guid),
         BindError::AppBound => ApiError::binding_app_taken(),
         BindError::KeyNameTaken { name } => ApiError::key_name_taken(name),

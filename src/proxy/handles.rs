@@ -4,7 +4,7 @@
 //! hold is not ours: it passes upstream.
 
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
-use super::instances::{refuse, refuse_read};
+use super::instances::{read_verdict, refuse, refuse_read};
 use super::{errors, Outcome};
 use crate::cc::envelope::Credentials;
 use crate::cc::handles::{binding_url, key_url, render_binding, render_key, BindingView, KeyView};
@@ -102,6 +102,7 @@ async fn create(
     let outcome = uc.binder.bind(req.rt, command).await;
     out.broker = outcome.trace.broker;
     out.broker_call = outcome.trace.broker_call;
+    out.authorization = outcome.trace.authorization;
     match outcome.result {
         Ok(handle) => {
             let guid = &handle.reservation.guid;
@@ -162,6 +163,7 @@ async fn delete(
     let outcome = uc.binder.unbind(req.rt, command).await;
     out.broker = outcome.trace.broker;
     out.broker_call = outcome.trace.broker_call;
+    out.authorization = outcome.trace.authorization;
     match outcome.result {
         Ok(()) => Disposition::Reply(Answer::no_content()),
         Err(e @ BindError::HandleNotFound { .. }) => Disposition::NotOurs(errors::from_bind(&e)),
@@ -193,8 +195,11 @@ async fn read(kind: HandleKind, uc: &UseCases, req: Request<'_>, out: &mut Outco
         kind,
         caller: req.caller,
         scope: req.scope,
+        request_id: req.request_id,
     };
-    match uc.reader.read_handle(command).await {
+    let result = uc.reader.read_handle(req.rt, command).await;
+    out.authorization = read_verdict(&result);
+    match result {
         Ok(seen) => Disposition::Reply(Answer {
             status: 200,
             body: render(&seen.handle, seen.secrets_visible),
@@ -265,6 +270,7 @@ async fn list_of(
         instance_guid,
         caller: req.caller,
         scope: req.scope,
+        request_id: req.request_id,
     };
     let path = match instance_guid {
         Some(guid) => {
@@ -276,7 +282,9 @@ async fn list_of(
         }
         None => collection(kind).to_string(),
     };
-    match uc.reader.list_handles(command).await {
+    let result = uc.reader.list_handles(req.rt, command).await;
+    out.authorization = read_verdict(&result);
+    match result {
         Ok(VisibleHandles {
             total,
             handles,

@@ -12,7 +12,7 @@ use crate::clock;
 use crate::config::Runtime;
 use crate::service::{
     DeleteError, DeleteInstance, ListInstances, Provision, ProvisionError, ReadError, ReadInstance,
-    UpdateError, UpdateInstance,
+    UpdateError, UpdateInstance, Verdict,
 };
 use crate::store::{CreatedInstance, InstanceField, InstanceQuery, ListQuery, StoreError};
 
@@ -60,6 +60,7 @@ pub fn create<'a>(
         let outcome = uc.provisioner.provision(req.rt, command).await;
         out.broker = outcome.trace.broker;
         out.broker_call = outcome.trace.broker_call;
+        out.authorization = outcome.trace.authorization;
         match outcome.result {
             Ok(created) => {
                 let guid = &created.reservation.guid;
@@ -105,8 +106,11 @@ pub fn read<'a>(
             guid,
             caller: req.caller,
             scope: req.scope,
+            request_id: req.request_id,
         };
-        match uc.reader.read(command).await {
+        let result = uc.reader.read(req.rt, command).await;
+        out.authorization = read_verdict(&result);
+        match result {
             Ok(seen) => Disposition::Reply(Answer {
                 status: 200,
                 body: render(req.rt, &seen.instance, seen.secrets_visible),
@@ -142,8 +146,11 @@ pub fn list<'a>(
             query: &query,
             caller: req.caller,
             scope: req.scope,
+            request_id: req.request_id,
         };
-        match uc.reader.list(command).await {
+        let result = uc.reader.list(req.rt, command).await;
+        out.authorization = read_verdict(&result);
+        match result {
             Ok(seen) => {
                 let resources: Vec<Vec<u8>> = seen
                     .instances
@@ -183,9 +190,15 @@ pub fn update<'a>(
             parameters: body.parameters.is_some(),
             caller: req.caller,
             scope: req.scope,
+            request_id: req.request_id,
             now: clock::now_unix(),
         };
-        match uc.updater.update(command).await {
+        let result = uc.updater.update(req.rt, command).await;
+        out.authorization = match &result {
+            Ok(_) => Some(Verdict::Allowed),
+            Err(e) => e.authorization(),
+        };
+        match result {
             Ok(updated) => Disposition::Reply(Answer {
                 status: 201,
                 body: render(req.rt, &updated, true),
@@ -238,6 +251,7 @@ pub fn delete<'a>(
         let outcome = uc.deleter.delete(req.rt, command).await;
         out.broker = outcome.trace.broker;
         out.broker_call = outcome.trace.broker_call;
+        out.authorization = outcome.trace.authorization;
         match outcome.result {
             Ok(()) => Disposition::Reply(Answer::no_content()),
             Err(e @ DeleteError::NotFound { .. }) => Disposition::NotOurs(errors::from_delete(&e)),
@@ -283,6 +297,15 @@ fn store_query(page: &list::ListQuery) -> InstanceQuery {
         descending: page.direction == list::Direction::Desc,
         offset: page.offset(),
         limit: u32::try_from(page.limit()).unwrap_or(list::MAX_PER_PAGE),
+    }
+}
+
+/// What a read's authorization came to: allowed when it succeeded (the visibility is its last
+/// check).
+pub(super) fn read_verdict<T>(result: &Result<T, ReadError>) -> Option<Verdict> {
+    match result {
+        Ok(_) => Some(Verdict::Allowed),
+        Err(e) => e.authorization(),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::cc::request_id::request_id;
 use crate::cc::ApiError;
 use crate::config::Runtime;
 use crate::metrics::Metrics;
-use crate::service::BrokerCall;
+use crate::service::{BrokerCall, Verdict};
 
 /// The gateway service: a config that reloads swap, and the use cases.
 pub struct Gateway {
@@ -86,6 +86,8 @@ pub struct Outcome {
     broker_call: Option<BrokerCall>,
     /// A `reason` label of `brokergate_auth_failures_total`.
     auth_failure: Option<&'static str>,
+    /// What the authorization came to, once asked.
+    authorization: Option<Verdict>,
     error: Option<String>,
 }
 
@@ -248,6 +250,7 @@ impl ProxyHttp for Gateway {
             broker_status: ctx.outcome.broker_call.and_then(|c| c.status),
             broker_duration_seconds: ctx.outcome.broker_call.map(|c| c.duration.as_secs_f64()),
             user_id: ctx.outcome.user_id.as_deref(),
+            authorization: ctx.outcome.authorization.map(Verdict::as_str),
             error,
         });
     }

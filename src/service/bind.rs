@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::authorize::{check_writer, Authorizer, AuthzContext, Refusal, Undecided, Verdict};
 use super::broker::{BindOrder, BrokerError, BrokerPort, UnbindOrder};
 use super::delete::binding_options;
 use super::lease::LeasePolicy;
@@ -62,6 +63,17 @@ pub enum BindError {
     HandleNotFound { kind: HandleKind, guid: String },
     #[error("token lacks cloud_controller.write")]
     InsufficientScope,
+    /// The instance is in a space the caller may not see: answered as not found.
+    #[error("instance {guid} is in a space the caller may not see")]
+    InstanceHidden { guid: String },
+    /// The binding's or key's instance is in a space the caller may not see.
+    #[error("{} {guid} is in a space the caller may not see", kind.as_str())]
+    HandleHidden { kind: HandleKind, guid: String },
+    /// The caller sees the instance but may not change it.
+    #[error("not authorized")]
+    NotAuthorized,
+    #[error("{0}")]
+    AuthorizationUnavailable(Undecided),
     /// A delete holds the instance, or an unbind the handle.
     #[error("an operation is in progress on instance {instance_guid}")]
     InProgress { instance_guid: String },
@@ -87,6 +99,7 @@ pub const MAX_KEY_NAME_CHARS: usize = 255;
 pub struct Binder {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
+    authorizer: Arc<dyn Authorizer>,
     metrics: Arc<Metrics>,
     /// Whose leases this process takes, and for how long.
     leases: LeasePolicy,
@@ -96,12 +109,14 @@ impl Binder {
     pub fn new(
         store: Arc<dyn Store>,
         brokers: Arc<dyn BrokerPort>,
+        authorizer: Arc<dyn Authorizer>,
         metrics: Arc<Metrics>,
         leases: impl Into<LeasePolicy>,
     ) -> Self {
         Binder {
             store,
             brokers,
+            authorizer,
             metrics,
             leases: leases.into(),
         }
@@ -129,6 +144,15 @@ impl Binder {
         if !cmd.caller.allows(cmd.scope) {
             return Err(BindError::InsufficientScope);
         }
+        let cx = AuthzContext {
+            rt,
+            caller: cmd.caller,
+            request_id: cmd.request_id,
+        };
+        self.check_writer(&cx, &instance, trace, || BindError::InstanceHidden {
+            guid: cmd.instance_guid.to_string(),
+        })
+        .await?;
         if let Holder::Key { name } = &cmd.holder {
             if name.is_empty() {
                 return Err(BindError::KeyInvalid {
@@ -265,6 +289,16 @@ impl Binder {
             return Err(BindError::InsufficientScope);
         }
         let instance = self.instance(&handle.reservation.instance_guid).await?;
+        let cx = AuthzContext {
+            rt,
+            caller: cmd.caller,
+            request_id: cmd.request_id,
+        };
+        self.check_writer(&cx, &instance, trace, || BindError::HandleHidden {
+            kind: cmd.kind,
+            guid: cmd.guid.to_string(),
+        })
+        .await?;
         let Some(provisioned) = instance.provisioned() else {
             return Err(not_found());
         };
@@ -296,6 +330,35 @@ impl Binder {
             }
         }
         result
+    }
+
+    /// Whether the caller may change `instance`'s bindings and keys (see
+    /// [`check_writer`]); `hidden` is the error when it may not even see them.
+    async fn check_writer(
+        &self,
+        cx: &AuthzContext<'_>,
+        instance: &InstanceRecord,
+        trace: &mut Trace,
+        hidden: impl FnOnce() -> BindError,
+    ) -> Result<(), BindError> {
+        let r = &instance.reservation;
+        let access = check_writer(
+            self.authorizer.as_ref(),
+            cx,
+            &r.space_guid,
+            r.organization_guid.as_deref(),
+        )
+        .await;
+        trace.authorization = Some(
+            access
+                .as_ref()
+                .map_or_else(Refusal::verdict, |()| Verdict::Allowed),
+        );
+        access.map_err(|refusal| match refusal {
+            Refusal::Hidden => hidden(),
+            Refusal::NotAuthorized => BindError::NotAuthorized,
+            Refusal::Undecided(u) => BindError::AuthorizationUnavailable(u),
+        })
     }
 
     /// Unbinds `handle` (held deleting by the caller) at `broker` and removes it once the

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::authorize::{check_writer, Authorizer, AuthzContext, Refusal, Undecided, Verdict};
 use super::broker::{BrokerError, BrokerFailure, BrokerPort, Removal, UnbindOrder};
 use super::lease::LeasePolicy;
 use super::provision::{Outcome, Trace};
@@ -46,6 +47,14 @@ pub enum DeleteError {
     NotFound { guid: String },
     #[error("token lacks cloud_controller.write")]
     InsufficientScope,
+    /// In a space the caller may not see: answered as not found, not passed on.
+    #[error("instance {guid} is in a space the caller may not see")]
+    Hidden { guid: String },
+    /// The caller sees the instance but may not delete it.
+    #[error("not authorized")]
+    NotAuthorized,
+    #[error("{0}")]
+    AuthorizationUnavailable(Undecided),
     #[error("the instance has bindings or service keys")]
     NotEmpty,
     /// Another delete, a bind or an unbind holds the instance.
@@ -70,6 +79,7 @@ const HANDLE_PAGE: u32 = 100;
 pub struct Deleter {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
+    authorizer: Arc<dyn Authorizer>,
     metrics: Arc<Metrics>,
     /// Whose leases this process takes, and for how long.
     leases: LeasePolicy,
@@ -79,12 +89,14 @@ impl Deleter {
     pub fn new(
         store: Arc<dyn Store>,
         brokers: Arc<dyn BrokerPort>,
+        authorizer: Arc<dyn Authorizer>,
         metrics: Arc<Metrics>,
         leases: impl Into<LeasePolicy>,
     ) -> Self {
         Deleter {
             store,
             brokers,
+            authorizer,
             metrics,
             leases: leases.into(),
         }
@@ -122,6 +134,31 @@ impl Deleter {
         if !cmd.caller.allows(cmd.scope) {
             return Err(DeleteError::InsufficientScope);
         }
+        let cx = AuthzContext {
+            rt,
+            caller: cmd.caller,
+            request_id: cmd.request_id,
+        };
+        let r = &record.reservation;
+        let access = check_writer(
+            self.authorizer.as_ref(),
+            &cx,
+            &r.space_guid,
+            r.organization_guid.as_deref(),
+        )
+        .await;
+        trace.authorization = Some(
+            access
+                .as_ref()
+                .map_or_else(Refusal::verdict, |()| Verdict::Allowed),
+        );
+        access.map_err(|refusal| match refusal {
+            Refusal::Hidden => DeleteError::Hidden {
+                guid: cmd.guid.to_string(),
+            },
+            Refusal::NotAuthorized => DeleteError::NotAuthorized,
+            Refusal::Undecided(u) => DeleteError::AuthorizationUnavailable(u),
+        })?;
         let broker_name = &record.reservation.broker;
         trace.broker = Some(broker_name.clone());
         let broker = rt

@@ -2,9 +2,12 @@
 //! snapshot, talks to ports ([`BrokerPort`], [`crate::store::Store`]) and returns one
 //! [`Outcome`] — its result (or a domain error the edge renders) and what it did at the broker.
 
+mod authorize;
 mod bind;
 mod broker;
 mod delete;
+#[cfg(test)]
+pub(crate) mod fake_authorizer;
 mod finisher;
 mod lease;
 mod provision;
@@ -13,6 +16,9 @@ pub mod recovery;
 pub mod rules;
 mod update;
 
+pub use authorize::{
+    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, Verdict, VisibleSpaces,
+};
 pub use bind::{Bind, BindError, Binder, Unbind};
 pub use broker::{
     BindOrder, BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerHandle, BrokerInstance,

@@ -3,8 +3,11 @@
 //! `accepts_incomplete` (2):
 //!
 //! 3. the plan is one brokergate serves;
-//! 4. the space is known;
-//! 5. the token has the route's scope;
+//! 4. the space exists for the caller (the authorizer's answer);
+//! 5. the token has the route's scope; then, unless the caller is an admin, the
+//!    `service_instance_creation` feature flag is on, the organization is not suspended, and
+//!    the caller is a space developer; then the plan is visible to the organization (admins
+//!    too);
 //! 6. the model validations: name, tags, and the name's uniqueness in the space — held by a
 //!    reservation before any broker call, so two creates of one name make one broker call;
 //! 8. the broker provisions;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::authorize::{Authorizer, AuthzContext, FeatureFlag, Undecided, Verdict};
 use super::broker::{BrokerCall, BrokerError, BrokerFailure, BrokerPort, ProvisionOrder};
 use super::lease::LeasePolicy;
 use super::rules::{self, RuleViolation};
@@ -59,6 +63,8 @@ pub struct Trace {
     pub broker: Option<String>,
     /// The broker call that decided the result, when one was made.
     pub broker_call: Option<BrokerCall>,
+    /// What the authorization came to, once it was asked.
+    pub authorization: Option<Verdict>,
 }
 
 /// Why provisioning did not happen, in the use case's terms; the edge renders each as a Cloud
@@ -72,6 +78,14 @@ pub enum ProvisionError {
     UnknownSpace,
     #[error("token lacks cloud_controller.write")]
     InsufficientScope,
+    /// `service_instance_creation` is off (for a caller who is not an admin).
+    #[error("feature disabled: service_instance_creation")]
+    FeatureDisabled { custom_message: Option<String> },
+    /// Not a space developer, or the organization is suspended.
+    #[error("not authorized")]
+    NotAuthorized,
+    #[error("{0}")]
+    AuthorizationUnavailable(Undecided),
     /// `public = false` and the space's organization is not among the plan's.
     #[error("the plan is not visible to the space's organization")]
     PlanNotVisible,
@@ -92,6 +106,7 @@ pub enum ProvisionError {
 pub struct Provisioner {
     store: Arc<dyn Store>,
     brokers: Arc<dyn BrokerPort>,
+    authorizer: Arc<dyn Authorizer>,
     metrics: Arc<Metrics>,
     /// Whose reservations this process takes, and for how long.
     leases: LeasePolicy,
@@ -101,12 +116,14 @@ impl Provisioner {
     pub fn new(
         store: Arc<dyn Store>,
         brokers: Arc<dyn BrokerPort>,
+        authorizer: Arc<dyn Authorizer>,
         metrics: Arc<Metrics>,
         leases: impl Into<LeasePolicy>,
     ) -> Self {
         Provisioner {
             store,
             brokers,
+            authorizer,
             metrics,
             leases: leases.into(),
         }
@@ -134,18 +151,36 @@ impl Provisioner {
             .plan(&cmd.service_plan_guid)
             .ok_or(ProvisionError::UnknownPlan)?;
         trace.broker = Some(plan.broker.name.clone());
-        // 4. The space.
-        let organization_guid = match rt.space_organization(&cmd.space_guid) {
-            Some(org) => Some(org.to_string()),
-            None if rt.accept_unknown_spaces => None,
-            None => return Err(ProvisionError::UnknownSpace),
+        // 4. The space, as the caller sees it.
+        let cx = AuthzContext {
+            rt,
+            caller: cmd.caller,
+            request_id: cmd.request_id,
         };
-        // 5. Access.
+        let unavailable = |u| ProvisionError::AuthorizationUnavailable(u);
+        let space = self.authorizer.space(&cx, &cmd.space_guid).await;
+        trace.authorization = Some(verdict_of(&space.as_ref().map(Option::is_some)));
+        let organization_guid = space
+            .map_err(unavailable)?
+            .ok_or(ProvisionError::UnknownSpace)?
+            .organization_guid;
+        // 5. Access: the scope, then the Cloud Controller's `ServiceInstanceAccess#create?`.
         if !cmd.caller.allows(cmd.scope) {
+            trace.authorization = None;
             return Err(ProvisionError::InsufficientScope);
         }
+        let access = self
+            .check_access(&cx, &cmd.space_guid, organization_guid.as_deref())
+            .await;
+        trace.authorization = Some(match &access {
+            Ok(()) => Verdict::Allowed,
+            Err(ProvisionError::AuthorizationUnavailable(_)) => Verdict::Unavailable,
+            Err(_) => Verdict::Denied,
+        });
+        access?;
         // Plan visibility, for admins too (the Cloud Controller's `organization_visible`).
         if !plan.visibility.admits(organization_guid.as_deref()) {
+            trace.authorization = Some(Verdict::Denied);
             return Err(ProvisionError::PlanNotVisible);
         }
         // 6. Validations, uniqueness last: it is the reservation.
@@ -243,6 +278,48 @@ impl Provisioner {
         })
     }
 
+    /// An admin may; anyone else needs the feature flag on, an organization that is not
+    /// suspended, and the space developer role — asked in that order, each only if the one
+    /// before allowed.
+    async fn check_access(
+        &self,
+        cx: &AuthzContext<'_>,
+        space_guid: &str,
+        organization_guid: Option<&str>,
+    ) -> Result<(), ProvisionError> {
+        if cx.caller.is_admin() {
+            return Ok(());
+        }
+        let unavailable = ProvisionError::AuthorizationUnavailable;
+        if let FeatureFlag::Disabled { custom_message } = self
+            .authorizer
+            .instance_creation(cx)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(ProvisionError::FeatureDisabled { custom_message });
+        }
+        if let Some(org) = organization_guid {
+            if self
+                .authorizer
+                .organization_suspended(cx, org)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(ProvisionError::NotAuthorized);
+            }
+        }
+        if !self
+            .authorizer
+            .is_space_developer(cx, space_guid)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(ProvisionError::NotAuthorized);
+        }
+        Ok(())
+    }
+
     async fn release(&self, guid: &str) {
         if let Err(e) = self.store.release(guid).await {
             log::error!("Could not release a reservation; the name stays taken until restart. instance_guid={guid} error={e}");
@@ -274,6 +351,15 @@ impl Provisioner {
             .orphan_mitigations
             .with_label_values(&[broker, result])
             .inc();
+    }
+}
+
+/// A yes-or-no answer, or none, as the access log shows it.
+fn verdict_of(answer: &Result<bool, &Undecided>) -> Verdict {
+    match answer {
+        Ok(true) => Verdict::Allowed,
+        Ok(false) => Verdict::Denied,
+        Err(_) => Verdict::Unavailable,
     }
 }
 

@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
+use super::authorize::{check_writer, Authorizer, AuthzContext, Refusal, Undecided, Verdict};
 use super::rules::{self, RuleViolation};
 use crate::auth::{Identity, Scope};
+use crate::config::Runtime;
 use crate::store::{CreatedInstance, InstanceUpdate, Operation, Store, StoreError};
 
 /// `PUT /v2/service_instances/:guid`, as a command.
@@ -24,6 +26,8 @@ pub struct UpdateInstance<'a> {
     pub caller: &'a Identity,
     /// The scope the route needs.
     pub scope: Scope,
+    /// Sent on with authorization questions.
+    pub request_id: &'a str,
     /// Unix seconds: the update's `updated_at`.
     pub now: i64,
 }
@@ -35,6 +39,14 @@ pub enum UpdateError {
     NotFound { guid: String },
     #[error("token lacks cloud_controller.write")]
     InsufficientScope,
+    /// In a space the caller may not see: answered as not found, not passed on.
+    #[error("instance {guid} is in a space the caller may not see")]
+    Hidden { guid: String },
+    /// The caller sees the instance but may not change it.
+    #[error("not authorized")]
+    NotAuthorized,
+    #[error("{0}")]
+    AuthorizationUnavailable(Undecided),
     #[error("an instance cannot change space")]
     SpaceChange,
     #[error("v1 plans cannot be changed or given parameters")]
@@ -54,17 +66,39 @@ pub enum UpdateError {
     Store(StoreError),
 }
 
+impl UpdateError {
+    /// What the authorization came to, for the access log: nothing before it was asked.
+    pub fn authorization(&self) -> Option<Verdict> {
+        match self {
+            UpdateError::NotFound { .. } | UpdateError::InsufficientScope => None,
+            UpdateError::Hidden { .. } | UpdateError::NotAuthorized => Some(Verdict::Denied),
+            UpdateError::AuthorizationUnavailable(_) => Some(Verdict::Unavailable),
+            UpdateError::SpaceChange
+            | UpdateError::PlanNotUpdateable
+            | UpdateError::Invalid { .. }
+            | UpdateError::NameTaken { .. }
+            | UpdateError::InProgress { .. }
+            | UpdateError::Store(_) => Some(Verdict::Allowed),
+        }
+    }
+}
+
 pub struct Updater {
     store: Arc<dyn Store>,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl Updater {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Updater { store }
+    pub fn new(store: Arc<dyn Store>, authorizer: Arc<dyn Authorizer>) -> Self {
+        Updater { store, authorizer }
     }
 
     /// The instance as it is after the update.
-    pub async fn update(&self, cmd: UpdateInstance<'_>) -> Result<CreatedInstance, UpdateError> {
+    pub async fn update(
+        &self,
+        rt: &Runtime,
+        cmd: UpdateInstance<'_>,
+    ) -> Result<CreatedInstance, UpdateError> {
         let not_found = || UpdateError::NotFound {
             guid: cmd.guid.to_string(),
         };
@@ -78,6 +112,26 @@ impl Updater {
         if !cmd.caller.allows(cmd.scope) {
             return Err(UpdateError::InsufficientScope);
         }
+        let cx = AuthzContext {
+            rt,
+            caller: cmd.caller,
+            request_id: cmd.request_id,
+        };
+        let r = &instance.reservation;
+        check_writer(
+            self.authorizer.as_ref(),
+            &cx,
+            &r.space_guid,
+            r.organization_guid.as_deref(),
+        )
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Hidden => UpdateError::Hidden {
+                guid: cmd.guid.to_string(),
+            },
+            Refusal::NotAuthorized => UpdateError::NotAuthorized,
+            Refusal::Undecided(u) => UpdateError::AuthorizationUnavailable(u),
+        })?;
         let current = &instance.reservation;
         if cmd
             .space_guid
@@ -133,16 +187,13 @@ impl Updater {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::fake_authorizer::{test_runtime, FakeAuthorizer};
     use crate::store::conformance::reservation;
     use crate::store::{Lease, MemoryStore, Provisioned};
     use serde_json::value::RawValue;
 
     fn identity(scopes: &[&str]) -> Identity {
-        Identity {
-            user_id: "u".into(),
-            email: None,
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        }
+        Identity::new("u", None, scopes.iter().map(|s| s.to_string()).collect())
     }
 
     async fn store_with(names: &[(&str, &str)]) -> Arc<MemoryStore> {
@@ -177,21 +228,30 @@ mod tests {
             parameters: false,
             caller,
             scope: Scope::Write,
+            request_id: "rid",
             now: 1_700_000_000,
         }
+    }
+
+    fn updater(store: Arc<MemoryStore>) -> (Updater, Arc<FakeAuthorizer>) {
+        let authorizer = Arc::new(FakeAuthorizer::default());
+        (Updater::new(store, authorizer.clone()), authorizer)
     }
 
     #[tokio::test]
     async fn renames_and_retags_and_dates_the_update() {
         let store = store_with(&[("g1", "old")]).await;
-        let updater = Updater::new(store.clone());
+        let (updater, _) = updater(store.clone());
         let writer = identity(&["cloud_controller.write"]);
         let updated = updater
-            .update(UpdateInstance {
-                name: Some("new".into()),
-                tags: Some(vec!["t".into()]),
-                ..command("g1", &writer)
-            })
+            .update(
+                &test_runtime(),
+                UpdateInstance {
+                    name: Some("new".into()),
+                    tags: Some(vec!["t".into()]),
+                    ..command("g1", &writer)
+                },
+            )
             .await
             .unwrap();
         assert_eq!(updated.reservation.name, "new");
@@ -205,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn refusals_come_in_the_cloud_controllers_order_and_change_nothing() {
         let store = store_with(&[("g1", "one"), ("g2", "two")]).await;
-        let updater = Updater::new(store.clone());
+        let (updater, _) = updater(store.clone());
         let writer = identity(&["cloud_controller.write"]);
         let reader = identity(&["cloud_controller.read"]);
         type Expected = fn(&UpdateError) -> bool;
@@ -272,7 +332,7 @@ mod tests {
         ];
         for (cmd, expected) in cases {
             let described = format!("{cmd:?}");
-            let err = updater.update(cmd).await.unwrap_err();
+            let err = updater.update(&test_runtime(), cmd).await.unwrap_err();
             assert!(expected(&err), "{described}: {err:?}");
         }
         let g1 = store.get("g1").await.unwrap().unwrap();
@@ -282,16 +342,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rename_needs_a_developer_of_a_visible_space() {
+        let store = store_with(&[("g1", "one")]).await;
+        let space = store
+            .get("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .reservation
+            .space_guid;
+        let writer = identity(&["cloud_controller.write"]);
+        let rename = |caller| UpdateInstance {
+            name: Some("renamed".into()),
+            ..command("g1", caller)
+        };
+        let (updater, authorizer) = updater(store.clone());
+        authorizer.deny_developer(&space);
+        let err = updater
+            .update(&test_runtime(), rename(&writer))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpdateError::NotAuthorized), "{err:?}");
+        assert_eq!(err.authorization(), Some(Verdict::Denied));
+        authorizer.hide(&space);
+        let err = updater
+            .update(&test_runtime(), rename(&writer))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpdateError::Hidden { .. }), "{err:?}");
+        authorizer.go_down();
+        let err = updater
+            .update(&test_runtime(), rename(&writer))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, UpdateError::AuthorizationUnavailable(_)),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.get("g1").await.unwrap().unwrap().reservation.name,
+            "one"
+        );
+        // An admin is not asked.
+        let admin = identity(&["cloud_controller.admin"]);
+        let asked = authorizer.asked();
+        updater
+            .update(&test_runtime(), rename(&admin))
+            .await
+            .unwrap();
+        assert_eq!(authorizer.asked(), asked);
+    }
+
+    #[tokio::test]
     async fn the_current_plan_and_space_may_be_repeated() {
         let store = store_with(&[("g1", "one")]).await;
         let current = store.get("g1").await.unwrap().unwrap().reservation;
         let writer = identity(&["cloud_controller.admin"]);
-        Updater::new(store)
-            .update(UpdateInstance {
-                space_guid: Some(current.space_guid.clone()),
-                service_plan_guid: Some(current.service_plan_guid.clone()),
-                ..command("g1", &writer)
-            })
+        updater(store)
+            .0
+            .update(
+                &test_runtime(),
+                UpdateInstance {
+                    space_guid: Some(current.space_guid.clone()),
+                    service_plan_guid: Some(current.service_plan_guid.clone()),
+                    ..command("g1", &writer)
+                },
+            )
             .await
             .unwrap();
     }

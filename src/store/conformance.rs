@@ -56,6 +56,7 @@ macro_rules! store_conformance {
             a_delete_holds_the_instance_until_finished_or_aborted,
             a_delete_waits_for_handles_and_takes_them_only_when_recursive,
             handles_are_reserved_committed_listed_and_unique,
+            handles_filter_on_their_instance_space,
             an_unbind_holds_the_handle_until_finished_or_aborted,
             concurrent_deletes_have_one_winner,
             a_delete_racing_a_bind_has_one_winner,
@@ -721,6 +722,38 @@ pub async fn handles_are_reserved_committed_listed_and_unique(factory: &impl Fac
         matches!(refused, Err(StoreError::InProgress)),
         "{refused:?}"
     );
+}
+
+/// What a caller who may see some spaces only is shown: the handles of instances there.
+pub async fn handles_filter_on_their_instance_space(factory: &impl Factory) {
+    let s = factory.make().await;
+    let store = &*s.store;
+    created(store, "i", "S1", "one", 10).await;
+    created(store, "j", "S2", "two", 10).await;
+    created(store, "k", "S3", "three", 10).await;
+    bound(store, &binding("b1", "i", "app-1")).await;
+    bound(store, &binding("b2", "j", "app-1")).await;
+    bound(store, &binding("b3", "k", "app-1")).await;
+    bound(store, &key("k1", "j", "key")).await;
+    let in_spaces = |kind, spaces: &[&str]| HandleQuery {
+        kind,
+        list: ListQuery {
+            conditions: vec![(
+                HandleField::SpaceGuid,
+                spaces.iter().map(|s| s.to_string()).collect(),
+            )],
+            descending: false,
+            offset: 0,
+            limit: 50,
+        },
+    };
+    let seen = handle_guids(store, &in_spaces(HandleKind::Binding, &["S1", "S3"])).await;
+    assert_eq!(seen, (2, vec!["b1".into(), "b3".into()]));
+    let seen = handle_guids(store, &in_spaces(HandleKind::Key, &["S2"])).await;
+    assert_eq!(seen, (1, vec!["k1".into()]));
+    // No visible space: nothing, and no error.
+    let seen = handle_guids(store, &in_spaces(HandleKind::Binding, &[])).await;
+    assert_eq!(seen, (0, vec![]));
 }
 
 pub async fn an_unbind_holds_the_handle_until_finished_or_aborted(factory: &impl Factory) {

@@ -130,6 +130,8 @@ fn handle_field(h: &HandleRecord, field: HandleField) -> Option<&str> {
         (HandleField::AppGuid, Holder::Key { .. }) => None,
         (HandleField::Name, Holder::App { name, .. }) => name.as_deref(),
         (HandleField::Name, Holder::Key { name }) => Some(name),
+        // Answered from the instance, by the caller.
+        (HandleField::SpaceGuid, _) => None,
     }
 }
 
@@ -382,8 +384,12 @@ impl Store for MemoryStore {
             .values()
             .filter(|h| h.reservation.holder.kind() == query.kind && h.grant().is_some())
             .filter(|h| {
-                matches(&query.list.conditions, |f| {
-                    handle_field(h, f).map(str::to_string)
+                matches(&query.list.conditions, |f| match f {
+                    HandleField::SpaceGuid => rows
+                        .instances
+                        .get(&h.reservation.instance_guid)
+                        .map(|i| i.reservation.space_guid.clone()),
+                    _ => handle_field(h, f).map(str::to_string),
                 })
             })
             .collect();

@@ -240,6 +240,8 @@ pub enum HandleField {
     InstanceGuid,
     AppGuid,
     Name,
+    /// The space of the handle's instance (what visibility filters on).
+    SpaceGuid,
 }
 
 impl InstanceField {
@@ -256,12 +258,17 @@ impl InstanceField {
 }
 
 impl HandleField {
-    /// Its column in `service_handles`, the same in every backend's schema.
+    /// Its column in `service_handles` (or, for the space, an expression over it), the same
+    /// in every backend's schema.
     pub(crate) fn column(self) -> &'static str {
         match self {
             HandleField::InstanceGuid => "instance_guid",
             HandleField::AppGuid => "app_guid",
             HandleField::Name => "name",
+            // Looked up on the instance: handles do not repeat their instance's space.
+            HandleField::SpaceGuid => {
+                "(SELECT i.space_guid FROM service_instances i WHERE i.guid = service_handles.instance_guid)"
+            }
         }
     }
 }

@@ -68,6 +68,8 @@ pub struct GatewayConfig {
     upstream: Option<String>,
     /// Keys added to `[store]` (a PostgreSQL `url`, an `owner`, pool settings).
     store_keys: Vec<String>,
+    /// Keys of `[authorization]`.
+    authorization_keys: Vec<String>,
     extra_toml: String,
     env: Vec<(String, String)>,
 }
@@ -93,6 +95,7 @@ impl GatewayConfig {
             public_key_files: Vec::new(),
             upstream: None,
             store_keys: Vec::new(),
+            authorization_keys: Vec::new(),
             extra_toml: String::new(),
             env: Vec::new(),
         }
@@ -193,6 +196,20 @@ impl GatewayConfig {
         self
     }
 
+    /// A key of `[authorization]` (`.authorization_key("cache_seconds", 0)`); calls
+    /// accumulate.
+    pub fn authorization_key(mut self, key: &str, value: impl Into<toml_value::Value>) -> Self {
+        self.authorization_keys
+            .push(format!("{key} = {}", value.into().0));
+        self
+    }
+
+    /// `[authorization] source = "static"`: for tests with an `[upstream]` that is a plain
+    /// pass-through mock, not a Cloud Controller to ask.
+    pub fn static_authorization(self) -> Self {
+        self.authorization_key("source", "static")
+    }
+
     /// TOML appended verbatim after the seed (extra `[[brokers]]`, `[[plans]]`,
     /// `[[spaces]]`); calls accumulate.
     pub fn extra_toml(mut self, toml: &str) -> Self {
@@ -258,6 +275,9 @@ public_key_files = {keys}
 sqlite_path = {sqlite}
 {store_keys}
 
+[authorization]
+{authorization_keys}
+
 {upstream}
 [[brokers]]
 name = "{BROKER_NAME}"
@@ -290,6 +310,7 @@ organization_guid = "{ORG_GUID}"
             keys = q_list(&keys),
             sqlite = q(&self.sqlite_path().to_string_lossy()),
             store_keys = self.store_keys.join("\n"),
+            authorization_keys = self.authorization_keys.join("\n"),
             broker_url = q(&self.broker_url),
             timeout = self.broker_timeout_seconds,
             connect = self.connect_timeout_seconds,

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use super::*;
 use crate::cc::request::decode;
 use crate::config::{self, Broker, Runtime};
+use crate::service::fake_authorizer::FakeAuthorizer;
 use crate::service::{BindOrder, BrokerAnswer, BrokerHandle, BrokerInstance, Removal, UnbindOrder};
 use crate::store::{Lease, MemoryStore, State};
 use crate::v1::{originating_identity, ProvisionRequest};
@@ -124,11 +125,11 @@ impl FakeBroker {
 }
 
 fn writer() -> Identity {
-    Identity {
-        user_id: "uaa-id-207".into(),
-        email: Some("email-148@somedomain.com".into()),
-        scopes: vec!["cloud_controller.write".into()],
-    }
+    Identity::new(
+        "uaa-id-207",
+        Some("email-148@somedomain.com"),
+        vec!["cloud_controller.write".into()],
+    )
 }
 
 fn seed() -> serde_json::Value {
@@ -142,7 +143,17 @@ async fn run(
     identity: &Identity,
     body: serde_json::Value,
 ) -> Result<crate::store::CreatedInstance, ProvisionError> {
-    run_counted(rt, store, broker, identity, body, &Arc::new(Metrics::new())).await
+    let authorizer = Arc::new(FakeAuthorizer::default());
+    run_authorized(
+        rt,
+        store,
+        broker,
+        identity,
+        body,
+        &Arc::new(Metrics::new()),
+        authorizer,
+    )
+    .await
 }
 
 /// [`run`] with the caller's metrics, for tests of what is counted.
@@ -154,7 +165,21 @@ async fn run_counted(
     body: serde_json::Value,
     metrics: &Arc<Metrics>,
 ) -> Result<crate::store::CreatedInstance, ProvisionError> {
-    let p = Provisioner::new(store, broker, metrics.clone(), "test-owner");
+    let authorizer = Arc::new(FakeAuthorizer::default());
+    run_authorized(rt, store, broker, identity, body, metrics, authorizer).await
+}
+
+/// [`run_counted`] with the caller's authorizer.
+async fn run_authorized(
+    rt: &Runtime,
+    store: Arc<MemoryStore>,
+    broker: Arc<FakeBroker>,
+    identity: &Identity,
+    body: serde_json::Value,
+    metrics: &Arc<Metrics>,
+    authorizer: Arc<FakeAuthorizer>,
+) -> Result<crate::store::CreatedInstance, ProvisionError> {
+    let p = Provisioner::new(store, broker, authorizer, metrics.clone(), "test-owner");
     let req = decode(body.to_string().as_bytes()).unwrap();
     let command = Provision {
         name: req.name,
@@ -479,4 +504,141 @@ async fn a_plan_restricted_to_the_spaces_organization_is_created() {
         matches!(got, Err(ProvisionError::PlanNotVisible)),
         "{got:?}"
     );
+}
+
+/// A create by a writer with `authorizer`'s answers; the broker's provision count beside.
+async fn create_as(
+    authorizer: &Arc<FakeAuthorizer>,
+    identity: &Identity,
+    body: serde_json::Value,
+    rt: &Runtime,
+) -> (Result<crate::store::CreatedInstance, ProvisionError>, usize) {
+    let broker = Arc::new(FakeBroker::default());
+    let store = Arc::new(MemoryStore::new());
+    let metrics = Arc::new(Metrics::new());
+    let got = run_authorized(
+        rt,
+        store.clone(),
+        broker.clone(),
+        identity,
+        body,
+        &metrics,
+        authorizer.clone(),
+    )
+    .await;
+    if got.is_err() {
+        assert!(store.is_empty(), "a refused create reserves nothing");
+    }
+    let provisions = broker.provisions.lock().unwrap().len();
+    (got, provisions)
+}
+
+fn admin() -> Identity {
+    Identity::new("admin", None, vec!["cloud_controller.admin".into()])
+}
+
+#[tokio::test]
+async fn a_create_needs_the_flag_an_active_organization_and_the_developer_role() {
+    let rt = runtime("");
+    // A developer of a space in an active organization, with the flag on.
+    let authorizer = Arc::new(FakeAuthorizer::default());
+    let (got, provisions) = create_as(&authorizer, &writer(), seed(), &rt).await;
+    got.unwrap();
+    assert_eq!(provisions, 1);
+
+    let not_developer = Arc::new(FakeAuthorizer::default());
+    not_developer.deny_developer(SPACE);
+    let (got, provisions) = create_as(&not_developer, &writer(), seed(), &rt).await;
+    assert!(matches!(got, Err(ProvisionError::NotAuthorized)), "{got:?}");
+    assert_eq!(provisions, 0);
+
+    let suspended = Arc::new(FakeAuthorizer::default());
+    suspended.suspend("ORG");
+    let (got, _) = create_as(&suspended, &writer(), seed(), &rt).await;
+    assert!(matches!(got, Err(ProvisionError::NotAuthorized)), "{got:?}");
+
+    let flag_off = Arc::new(FakeAuthorizer::default());
+    flag_off.disable_creation(Some("ask the operators"));
+    let (got, _) = create_as(&flag_off, &writer(), seed(), &rt).await;
+    assert!(
+        matches!(&got, Err(ProvisionError::FeatureDisabled { custom_message: Some(m) }) if m == "ask the operators"),
+        "{got:?}"
+    );
+
+    // An admin is asked none of the three.
+    for authorizer in [not_developer, suspended, flag_off] {
+        let (got, provisions) = create_as(&authorizer, &admin(), seed(), &rt).await;
+        got.unwrap();
+        assert_eq!(provisions, 1);
+    }
+
+    // A space the caller may not see is no space at all, for admins too (it does not exist).
+    let hidden = Arc::new(FakeAuthorizer::default());
+    hidden.hide(SPACE);
+    let (got, _) = create_as(&hidden, &writer(), seed(), &rt).await;
+    assert!(matches!(got, Err(ProvisionError::UnknownSpace)), "{got:?}");
+}
+
+#[tokio::test]
+async fn the_checks_after_the_scope_come_in_the_cloud_controllers_order() {
+    let rt = runtime_with_plan_keys("", "public = false\norganizations = [\"OTHER-ORG\"]");
+    let reader = Identity::new("r", None, vec!["cloud_controller.read".into()]);
+    // Everything denied: the flag is the first of this issue's checks to answer.
+    let all_denied = || {
+        let a = Arc::new(FakeAuthorizer::default());
+        a.disable_creation(None);
+        a.suspend("ORG");
+        a.deny_developer(SPACE);
+        a
+    };
+    let mut nameless = seed();
+    nameless["name"] = serde_json::json!("");
+    // The scope beats them all.
+    let (got, _) = create_as(&all_denied(), &reader, nameless.clone(), &rt).await;
+    assert!(
+        matches!(got, Err(ProvisionError::InsufficientScope)),
+        "{got:?}"
+    );
+    // Flag, then suspended organization, then role, then plan visibility, then names.
+    let a = all_denied();
+    let (got, _) = create_as(&a, &writer(), nameless.clone(), &rt).await;
+    assert!(
+        matches!(
+            got,
+            Err(ProvisionError::FeatureDisabled {
+                custom_message: None
+            })
+        ),
+        "{got:?}"
+    );
+    *a.flag_message.lock().unwrap() = None;
+    let (got, _) = create_as(&a, &writer(), nameless.clone(), &rt).await;
+    assert!(matches!(got, Err(ProvisionError::NotAuthorized)), "{got:?}");
+    a.suspended.lock().unwrap().clear();
+    let (got, _) = create_as(&a, &writer(), nameless.clone(), &rt).await;
+    assert!(matches!(got, Err(ProvisionError::NotAuthorized)), "{got:?}");
+    a.not_developer.lock().unwrap().clear();
+    let (got, _) = create_as(&a, &writer(), nameless.clone(), &rt).await;
+    assert!(
+        matches!(got, Err(ProvisionError::PlanNotVisible)),
+        "{got:?}"
+    );
+    let rt = runtime("");
+    let (got, _) = create_as(&a, &writer(), nameless, &rt).await;
+    assert!(matches!(got, Err(ProvisionError::NameEmpty)), "{got:?}");
+}
+
+#[tokio::test]
+async fn an_undecided_authorization_refuses_without_a_broker_call() {
+    let rt = runtime("");
+    let down = Arc::new(FakeAuthorizer::default());
+    down.go_down();
+    for identity in [writer(), admin()] {
+        let (got, provisions) = create_as(&down, &identity, seed(), &rt).await;
+        assert!(
+            matches!(got, Err(ProvisionError::AuthorizationUnavailable(_))),
+            "{got:?}"
+        );
+        assert_eq!(provisions, 0);
+    }
 }
