@@ -369,7 +369,14 @@ fn assert_cc_shaped_502(resp: &RawResponse) {
 async fn upstream_down_gives_a_cc_shaped_502() {
     let broker = MockBroker::start(BROKER_TOKEN).await;
     let down = refused_url();
-    let gateway = Gateway::start(GatewayConfig::new(&broker.url()).upstream(&down)).await;
+    // Static authorization: with the Cloud Controller down, `cloud_controller` would refuse
+    // every create (tests/authorization.rs); this test is about pass-through.
+    let gateway = Gateway::start(
+        GatewayConfig::new(&broker.url())
+            .upstream(&down)
+            .static_authorization(),
+    )
+    .await;
 
     let resp = raw_exchange(
         gateway.addr(),
