@@ -237,6 +237,29 @@ pub struct ServiceSection {
     pub description: String,
     /// The v1 gateway that provisions it.
     pub broker: String,
+    /// The offering's URL as the catalog shows it; default: its broker's URL (without
+    /// credentials), what a v1 gateway advertised.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub long_description: Option<String>,
+    #[serde(default)]
+    pub info_url: Option<String>,
+    #[serde(default)]
+    pub documentation_url: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A JSON document, shown as a string (`extra`), as the Cloud Controller keeps it.
+    #[serde(default)]
+    pub extra: Option<String>,
+    /// Default: the service guid.
+    #[serde(default)]
+    pub unique_id: Option<String>,
+    #[serde(default = "default_true")]
+    pub bindable: bool,
+    /// `false`: shown, but no new instances of its plans.
+    #[serde(default = "default_true")]
+    pub active: bool,
 }
 
 /// A plan. It names its offering with `service`, or — the older form — carries the offering's
@@ -267,6 +290,16 @@ pub struct PlanSection {
     /// The organizations a plan with `public = false` is visible to.
     #[serde(default)]
     pub organizations: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_true")]
+    pub free: bool,
+    /// A JSON document, shown as a string (`extra`).
+    #[serde(default)]
+    pub extra: Option<String>,
+    /// `false`: shown, but no new instances (400 60003 `not a valid service plan`).
+    #[serde(default = "default_true")]
+    pub active: bool,
 }
 
 fn default_true() -> bool {

@@ -10,7 +10,8 @@ mod target;
 pub use file::{FileConfig, StoreSection};
 pub use offerings::derived_service_guid;
 pub use runtime::{
-    Authorization, AuthorizationSource, Broker, Plan, Runtime, Secret, Service, SpaceEntry,
+    Authorization, AuthorizationSource, Broker, Plan, Runtime, Secret, Service, ServiceListing,
+    SpaceEntry,
     SpaceRoles, Upstream, Visibility,
 };
 pub use start::{LogFormat, LogSettings, PostgresSettings, StartSettings, StoreSettings};

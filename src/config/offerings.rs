@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::file::{PlanSection, ServiceSection};
-use super::runtime::{Broker, Plan, Service, Visibility};
+use super::runtime::{Broker, Plan, Service, ServiceListing, Visibility};
 use super::ConfigError;
 
 /// The namespace of derived offering guids, `3d5c3f1e-8b8a-5b0e-9d2f-6c1a7e40b2c9`: fixed
@@ -42,13 +42,29 @@ pub fn resolve(
                 return Err(ConfigError::invalid(key(k), "must not be empty"));
             }
         }
+        let broker = broker_named(brokers, key("broker"), &s.broker)?;
+        let listing = ServiceListing {
+            url: s
+                .url
+                .clone()
+                .unwrap_or_else(|| broker.target.display_url.clone()),
+            long_description: s.long_description.clone(),
+            info_url: s.info_url.clone(),
+            documentation_url: s.documentation_url.clone(),
+            tags: s.tags.clone(),
+            extra: json_text(&key("extra"), &s.extra)?,
+            unique_id: s.unique_id.clone().unwrap_or_else(|| s.guid.clone()),
+            bindable: s.bindable,
+            active: s.active,
+        };
         let service = Arc::new(Service {
             guid: s.guid.clone(),
             label: s.label.clone(),
             provider: s.provider.clone().filter(|p| !p.is_empty()),
             version: s.version.clone(),
             description: s.description.clone(),
-            broker: broker_named(brokers, key("broker"), &s.broker)?,
+            broker,
+            listing,
         });
         if declared.insert(&s.guid, service).is_some() {
             return Err(ConfigError::invalid(
@@ -119,6 +135,10 @@ pub fn resolve(
             name: p.name.clone(),
             unique_id: p.unique_id.clone(),
             visibility,
+            description: p.description.clone(),
+            free: p.free,
+            extra: json_text(&key("extra"), &p.extra)?,
+            active: p.active,
         };
         if out.insert(p.guid.clone(), plan).is_some() {
             return Err(ConfigError::invalid(
@@ -128,6 +148,18 @@ pub fn resolve(
         }
     }
     Ok(out)
+}
+
+/// An `extra`: any JSON document, kept as the text the operator wrote (the catalog shows it
+/// as a string, as the Cloud Controller does).
+fn json_text(key: &str, value: &Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Ok(Some(text.clone())),
+            Err(e) => Err(ConfigError::invalid(key, format!("must be JSON text: {e}"))),
+        },
+    }
 }
 
 fn broker_named(
@@ -169,13 +201,26 @@ fn derive(
         }
         return Ok(existing.clone());
     }
+    let guid = derived_service_guid(&label, &version);
+    let listing = ServiceListing {
+        url: broker.target.display_url.clone(),
+        long_description: None,
+        info_url: None,
+        documentation_url: None,
+        tags: Vec::new(),
+        extra: None,
+        unique_id: guid.clone(),
+        bindable: true,
+        active: true,
+    };
     let service = Arc::new(Service {
-        guid: derived_service_guid(&label, &version),
+        guid,
         label: label.clone(),
         provider,
         version: version.clone(),
         description: String::new(),
         broker,
+        listing,
     });
     derived.insert((label, version), service.clone());
     Ok(service)

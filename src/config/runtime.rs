@@ -49,6 +49,23 @@ pub struct Service {
     pub version: String,
     pub description: String,
     pub broker: Arc<Broker>,
+    /// What the catalog shows of it.
+    pub listing: ServiceListing,
+}
+
+/// An offering's catalog fields beyond what provisioning needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceListing {
+    pub url: String,
+    pub long_description: Option<String>,
+    pub info_url: Option<String>,
+    pub documentation_url: Option<String>,
+    pub tags: Vec<String>,
+    /// JSON text, validated at load.
+    pub extra: Option<String>,
+    pub unique_id: String,
+    pub bindable: bool,
+    pub active: bool,
 }
 
 /// One plan brokergate serves, with everything the v1 provision request needs.
@@ -61,6 +78,12 @@ pub struct Plan {
     pub name: String,
     pub unique_id: String,
     pub visibility: Visibility,
+    pub description: String,
+    pub free: bool,
+    /// JSON text, validated at load.
+    pub extra: Option<String>,
+    /// `false` (or an inactive offering): no new instances.
+    pub active: bool,
 }
 
 /// Which organizations may create instances of a plan (`[[plans]] public`, `organizations`).

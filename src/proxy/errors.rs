@@ -27,7 +27,9 @@ pub fn auth_failure_reason(e: AuthError) -> &'static str {
 
 pub fn from_provision(e: &ProvisionError) -> ApiError {
     match e {
-        ProvisionError::UnknownPlan => ApiError::instance_invalid("not a valid service plan"),
+        ProvisionError::UnknownPlan | ProvisionError::InactivePlan => {
+            ApiError::instance_invalid("not a valid service plan")
+        }
         ProvisionError::UnknownSpace => ApiError::instance_invalid("not a valid space"),
         ProvisionError::InsufficientScope => ApiError::insufficient_scope(),
         ProvisionError::FeatureDisabled { custom_message } => {

@@ -74,6 +74,9 @@ pub enum ProvisionError {
     /// Not a plan brokergate serves (the edge may pass the request through).
     #[error("not a plan brokergate serves")]
     UnknownPlan,
+    /// brokergate's, but it (or its offering) is inactive.
+    #[error("the plan is inactive")]
+    InactivePlan,
     #[error("not a configured space")]
     UnknownSpace,
     #[error("token lacks cloud_controller.write")]
@@ -151,6 +154,11 @@ impl Provisioner {
             .plan(&cmd.service_plan_guid)
             .ok_or(ProvisionError::UnknownPlan)?;
         trace.broker = Some(plan.broker.name.clone());
+        // An inactive plan or offering is brokergate's but takes no new instances (the Cloud
+        // Controller's `ServicePlan` lookup filters on `active`).
+        if !plan.active || !plan.service.listing.active {
+            return Err(ProvisionError::InactivePlan);
+        }
         // 4. The space, as the caller sees it.
         let cx = AuthzContext {
             rt,

@@ -339,6 +339,17 @@ mod tests {
             version: "1.0".into(),
             description: String::new(),
             broker: broker.clone(),
+            listing: crate::config::ServiceListing {
+                url: String::new(),
+                long_description: None,
+                info_url: None,
+                documentation_url: None,
+                tags: Vec::new(),
+                extra: None,
+                unique_id: "S1".into(),
+                bindable: true,
+                active: true,
+            },
         });
         let plan = Plan {
             guid: "P".into(),
@@ -347,6 +358,10 @@ mod tests {
             name: "free".into(),
             unique_id: "echo-free".into(),
             visibility: crate::config::Visibility::Public,
+            description: String::new(),
+            free: true,
+            extra: None,
+            active: true,
         };
         let order = ProvisionOrder {
             plan: &plan,

@@ -642,3 +642,41 @@ async fn an_undecided_authorization_refuses_without_a_broker_call() {
         assert_eq!(provisions, 0);
     }
 }
+
+#[tokio::test]
+async fn an_inactive_plan_or_offering_takes_no_new_instances() {
+    for plan_keys in ["active = false", ""] {
+        let rt = if plan_keys.is_empty() {
+            // The offering inactive: a plan naming a [[services]] entry.
+            let toml = format!(
+                r#"
+[[brokers]]
+name = "echo"
+url = "http://127.0.0.1:9"
+token = "t"
+[[services]]
+guid = "SVC"
+label = "echo"
+version = "1.0"
+broker = "echo"
+active = false
+[[plans]]
+guid = "{PLAN}"
+service = "SVC"
+name = "free"
+unique_id = "echo-free"
+[[spaces]]
+guid = "{SPACE}"
+organization_guid = "ORG"
+"#
+            );
+            Runtime::from_file(&config::parse(&toml, Vec::new()).unwrap(), &|_| None).unwrap()
+        } else {
+            runtime_with_plan_keys("", plan_keys)
+        };
+        let (got, provisions) =
+            create_as(&Arc::new(FakeAuthorizer::default()), &writer(), seed(), &rt).await;
+        assert!(matches!(got, Err(ProvisionError::InactivePlan)), "{got:?}");
+        assert_eq!(provisions, 0);
+    }
+}
