@@ -949,8 +949,12 @@ async fn a_cloud_controller_down_reset_slow_or_failing_is_503_and_nothing_else_b
         "no broker call while undecided"
     );
 
-    // Failures are not kept: the next create asks, and is let through.
+    // The late answer (the developer's space, at 3 s) never answers a later question: the
+    // outsider, asked next, is still told the space is not valid.
     cc.set_mode(Mode::Normal);
+    assert_invalid_space(&create_in(&gw, &user_token(OUTSIDER), SPACE_GUID).await);
+
+    // Failures are not kept: the next create asks, and is let through.
     cc.reset_calls();
     let resp = create_in(&gw, &developer, SPACE_GUID).await;
     assert_eq!(resp.status, 201, "{resp:?}");
