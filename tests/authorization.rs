@@ -554,25 +554,21 @@ async fn a_missing_space_a_disabled_flag_and_a_suspended_org_refuse_a_create() {
     assert_eq!(broker.provision_count(), 3);
 }
 
-/// BUG (src/authz/cloud_controller.rs, `CloudController::space`): an empty `space_guid` is
-/// asked as `GET /v3/spaces/`, which is the spaces *list* (the Cloud Controller's router, and
-/// the fake's, ignore the trailing slash); its answer does not parse as a space, so the create
-/// is answered 503 10015 "try again", counted as `result="unavailable"` and logged as the
-/// Cloud Controller failing. Expected: 400 60003 "not a valid space", as the static source
-/// answers the same body, and as the Cloud Controller answers a space it cannot find. Sent:
-/// `{"name":"…","space_guid":"","service_plan_guid":"<seeded plan>"}` by a space developer;
-/// got: 503 `{"code":10015,…,"error_code":"CF-ServiceUnavailable"}`.
+/// A space guid that cannot name one resource (empty, `.`, `..`) is not a valid space: it is
+/// never asked (`GET /v3/spaces/` would be the spaces list), and never taken for the Cloud
+/// Controller failing.
 #[tokio::test]
-#[ignore = "src bug: an empty space_guid is 503 10015 instead of 400 60003 (see its doc comment)"]
-async fn bug_an_empty_space_guid_is_not_a_valid_space_rather_than_an_unavailable_cc() {
-    let Setup {
-        cc: _cc,
-        broker,
-        gw,
-    } = start(|c| c).await;
-    let resp = create_in(&gw, &user_token(DEVELOPER), "").await;
-    assert_invalid_space(&resp);
+async fn a_space_guid_naming_no_single_resource_is_not_a_valid_space() {
+    let Setup { cc, broker, gw } = start(|c| c).await;
+    for guid in ["", ".", ".."] {
+        let resp = create_in(&gw, &user_token(DEVELOPER), guid).await;
+        assert_invalid_space(&resp);
+    }
     assert_eq!(authz_requests(&gw, "space", "unavailable").await, 0.0);
+    assert_eq!(
+        cc.calls(Question::Space) + cc.calls(Question::SpacesList),
+        0
+    );
     assert_eq!(broker.provision_count(), 0);
 }
 

@@ -37,13 +37,37 @@ impl Asked {
     }
 }
 
-/// Whose answer it is: the user, and whether the token reads everything (an admin token and
-/// a plain one of the same user see different spaces).
+/// Whose answer it is: the user, and the Cloud Controller scopes of the token asked with (an
+/// admin token and a plain one of the same user see different spaces, and a token without
+/// `cloud_controller.read` is refused what the user's full token is shown).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     pub user_id: String,
-    pub reads_everything: bool,
+    pub scopes: ScopeClass,
     pub asked: Asked,
+}
+
+/// The `cloud_controller.*` scopes a token holds, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct ScopeClass(u8);
+
+impl ScopeClass {
+    const SCOPES: [&'static str; 5] = [
+        "cloud_controller.read",
+        "cloud_controller.write",
+        "cloud_controller.admin",
+        "cloud_controller.admin_read_only",
+        "cloud_controller.global_auditor",
+    ];
+
+    pub(super) fn of(scopes: &[String]) -> ScopeClass {
+        let bits = Self::SCOPES
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| scopes.iter().any(|s| s == *name))
+            .fold(0u8, |bits, (i, _)| bits | (1 << i));
+        ScopeClass(bits)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +206,7 @@ mod tests {
     fn key(user: &str) -> Key {
         Key {
             user_id: user.into(),
-            reads_everything: false,
+            scopes: ScopeClass::of(&[]),
             asked: Asked::Role("s".into()),
         }
     }
@@ -205,6 +229,17 @@ mod tests {
                 })
             })
             .await
+    }
+
+    #[test]
+    fn tokens_of_one_user_with_other_scopes_are_other_keys() {
+        let read = ScopeClass::of(&["cloud_controller.read".into(), "openid".into()]);
+        let read_write = ScopeClass::of(&[
+            "cloud_controller.write".into(),
+            "cloud_controller.read".into(),
+        ]);
+        assert_ne!(read, read_write);
+        assert_eq!(read, ScopeClass::of(&["cloud_controller.read".into()]));
     }
 
     #[tokio::test]

@@ -47,6 +47,12 @@ fn encode(value: &str) -> impl std::fmt::Display + '_ {
     utf8_percent_encode(value, COMPONENT)
 }
 
+/// Whether `guid`, as a path segment, names one resource: empty, `.` and `..` would name the
+/// collection or its parent (`/v3/spaces/` is the list), so no such guid is ever asked for.
+fn names_one_resource(guid: &str) -> bool {
+    !matches!(guid, "" | "." | "..")
+}
+
 /// What an answer said, before it is parsed.
 enum Said {
     Yes(bytes::Bytes),
@@ -70,6 +76,9 @@ impl CloudController {
         call: &Call<'_>,
         space_guid: &str,
     ) -> Result<Option<SpaceFacts>, Undecided> {
+        if !names_one_resource(space_guid) {
+            return Ok(None);
+        }
         let path = format!("/v3/spaces/{}", encode(space_guid));
         let Said::Yes(body) = self.get(call, Question::Space, &path).await? else {
             call.count(Question::Space, "denied");
@@ -137,6 +146,9 @@ impl CloudController {
         call: &Call<'_>,
         organization_guid: &str,
     ) -> Result<bool, Undecided> {
+        if !names_one_resource(organization_guid) {
+            return Ok(true);
+        }
         let path = format!("/v3/organizations/{}", encode(organization_guid));
         let suspended = match self.get(call, Question::Organization, &path).await? {
             Said::Yes(body) => {
@@ -339,6 +351,10 @@ mod tests {
             "..%2Fv2%2Fapps%3Fx%3D1%23"
         );
         assert_eq!(encode("a-b_c.d~e").to_string(), "a-b_c.d~e");
+        for collection in ["", ".", ".."] {
+            assert!(!names_one_resource(collection), "{collection:?}");
+        }
+        assert!(names_one_resource("..."));
     }
 
     #[test]

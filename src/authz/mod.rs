@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use cache::{Answer, AnswerCache, Asked, Key, Source};
+use cache::{Answer, AnswerCache, Asked, Key, ScopeClass, Source};
 use cloud_controller::{Call, CloudController};
 
 use crate::config::AuthorizationSource;
@@ -71,7 +71,7 @@ impl Authorization {
         let question = asked.question();
         let key = Key {
             user_id: cx.caller.user_id.clone(),
-            reads_everything: cx.caller.reads_everything(),
+            scopes: ScopeClass::of(&cx.caller.scopes),
             asked,
         };
         let (answer, source) = self

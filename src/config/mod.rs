@@ -11,8 +11,7 @@ pub use file::{FileConfig, StoreSection};
 pub use offerings::derived_service_guid;
 pub use runtime::{
     Authorization, AuthorizationSource, Broker, Plan, Runtime, Secret, Service, ServiceListing,
-    SpaceEntry,
-    SpaceRoles, Upstream, Visibility,
+    SpaceEntry, SpaceRoles, Upstream, Visibility,
 };
 pub use start::{LogFormat, LogSettings, PostgresSettings, StartSettings, StoreSettings};
 pub use target::Target;

@@ -174,7 +174,6 @@ impl Provisioner {
             .organization_guid;
         // 5. Access: the scope, then the Cloud Controller's `ServiceInstanceAccess#create?`.
         if !cmd.caller.allows(cmd.scope) {
-            trace.authorization = None;
             return Err(ProvisionError::InsufficientScope);
         }
         let access = self
