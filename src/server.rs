@@ -13,6 +13,7 @@ use pingora::services::background::background_service;
 
 use crate::admin::{self, AdminService, AdminState};
 use crate::authz::Authorization;
+use crate::cc_client::CloudControllerClient;
 use crate::clock;
 use crate::config::{Settings, StoreSettings};
 use crate::finish::FinishService;
@@ -21,8 +22,8 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gateway, UseCases};
 use crate::reload::{self, ReloadService, Reloader};
 use crate::service::{
-    recovery, Authorizer, Binder, BrokerPort, Deleter, Finisher, LeasePolicy, Provisioner, Reader,
-    Updater,
+    recovery, Authorizer, Binder, BrokerPort, Catalog, Deleter, Finisher, LeasePolicy, Provisioner,
+    Reader, Updater,
 };
 use crate::store::{PgStore, RecoveryPolicy, SqliteStore, Store, Timed};
 use crate::v1::V1Client;
@@ -189,6 +190,7 @@ pub fn build(settings: Settings, opts: &RunOptions) -> Result<Server, String> {
         updater: Updater::new(store.clone(), authorizer.clone()),
         deleter: deleter(),
         binder: binder(),
+        catalog: Catalog::new(authorizer.clone(), Arc::new(CloudControllerClient::new())),
     };
     // The finisher completes what was authorized before a crash: it asks nothing.
     let finisher = Finisher::new(store.clone(), deleter(), binder(), owner.clone());

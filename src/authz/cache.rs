@@ -13,7 +13,9 @@ use arc_swap::ArcSwap;
 use moka::future::Cache;
 use moka::Expiry;
 
-use crate::service::{FeatureFlag, Question, SpaceFacts, Undecided, VisibleSpaces};
+use crate::service::{
+    FeatureFlag, Question, SpaceFacts, Undecided, VisibleOrganizations, VisibleSpaces,
+};
 
 /// What was asked, with its argument.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,6 +25,7 @@ pub(super) enum Asked {
     FeatureFlag,
     Organization(String),
     VisibleSpaces,
+    VisibleOrganizations,
 }
 
 impl Asked {
@@ -33,6 +36,7 @@ impl Asked {
             Asked::FeatureFlag => Question::FeatureFlag,
             Asked::Organization(_) => Question::Organization,
             Asked::VisibleSpaces => Question::VisibleSpaces,
+            Asked::VisibleOrganizations => Question::VisibleOrganizations,
         }
     }
 }
@@ -76,6 +80,7 @@ pub(super) enum Answer {
     Yes(bool),
     Flag(FeatureFlag),
     Spaces(Arc<VisibleSpaces>),
+    Organizations(Arc<VisibleOrganizations>),
 }
 
 #[derive(Clone)]
@@ -100,12 +105,18 @@ fn weight(_: &Key, value: &Cached) -> u32 {
     match &value.answer {
         Answer::Spaces(spaces) => match spaces.as_ref() {
             VisibleSpaces::All => 1,
-            VisibleSpaces::Only(list) => {
-                u32::try_from(1 + list.len() / SPACES_PER_UNIT).unwrap_or(u32::MAX)
-            }
+            VisibleSpaces::Only(list) => list_weight(list.len()),
+        },
+        Answer::Organizations(orgs) => match orgs.as_ref() {
+            VisibleOrganizations::All => 1,
+            VisibleOrganizations::Only(list) => list_weight(list.len()),
         },
         _ => 1,
     }
+}
+
+fn list_weight(len: usize) -> u32 {
+    u32::try_from(1 + len / SPACES_PER_UNIT).unwrap_or(u32::MAX)
 }
 
 struct Generation {

@@ -9,6 +9,7 @@
 //! | feature flag | `GET /v3/feature_flags/service_instance_creation` | `enabled` |
 //! | organization | `GET /v3/organizations/:guid` | `suspended: false` |
 //! | visible spaces | `GET /v3/spaces?per_page=1000&page=N`, every page | — |
+//! | organizations | `GET /v3/organizations?per_page=1000&page=N`, every page | — |
 //!
 //! A 401, 403 or 404 is the Cloud Controller saying no. Anything else — no connection, no
 //! answer within `[authorization] timeout_seconds`, a 5xx, an answer that does not parse — is
@@ -24,11 +25,14 @@ use crate::auth::Identity;
 use crate::config::Upstream;
 use crate::metrics::Metrics;
 use crate::outbound::{self, Idempotency, Limits, Peer, Request};
-use crate::service::{FeatureFlag, Question, SpaceFacts, Undecided, VisibleSpaces};
+use crate::service::{
+    FeatureFlag, Question, SpaceFacts, Undecided, VisibleOrganizations, VisibleSpaces,
+};
 
 /// Spaces asked for per page (the v3 API allows up to 5000; 1000 keep a page near 1 MiB).
 const SPACES_PER_PAGE: usize = 1000;
-/// Most spaces one caller's list may hold; more is refused (503) rather than cut short.
+/// Most spaces (or organizations) one caller's list may hold; more is refused (503) rather
+/// than cut short.
 pub const MAX_VISIBLE_SPACES: usize = 10_000;
 /// Largest answer read (a page of 1000 spaces is about 700 KiB).
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -164,39 +168,62 @@ impl CloudController {
         Ok(suspended)
     }
 
-    /// Every page of `GET /v3/spaces`, built here (page numbers, never a `next` link the
-    /// answer names), within one deadline per page.
     pub(super) async fn visible_spaces(&self, call: &Call<'_>) -> Result<VisibleSpaces, Undecided> {
-        let question = Question::VisibleSpaces;
+        let guids = self
+            .every_page(call, Question::VisibleSpaces, "/v3/spaces")
+            .await?;
+        Ok(VisibleSpaces::Only(guids))
+    }
+
+    pub(super) async fn visible_organizations(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<VisibleOrganizations, Undecided> {
+        let guids = self
+            .every_page(call, Question::VisibleOrganizations, "/v3/organizations")
+            .await?;
+        Ok(VisibleOrganizations::Only(guids))
+    }
+
+    /// The guids of every page of a v3 list, built here (page numbers, never a `next` link the
+    /// answer names), within one deadline per page, sorted; at most [`MAX_VISIBLE_SPACES`].
+    async fn every_page(
+        &self,
+        call: &Call<'_>,
+        question: Question,
+        collection: &str,
+    ) -> Result<Vec<String>, Undecided> {
         let max_pages = MAX_VISIBLE_SPACES.div_ceil(SPACES_PER_PAGE);
-        let mut spaces = Vec::new();
+        let mut guids = Vec::new();
         for page in 1..=max_pages {
-            let path = format!("/v3/spaces?per_page={SPACES_PER_PAGE}&page={page}");
+            let path = format!("{collection}?per_page={SPACES_PER_PAGE}&page={page}");
             let Said::Yes(body) = self.get(call, question, &path).await? else {
                 // The caller may list nothing.
                 call.count(question, "denied");
-                return Ok(VisibleSpaces::Only(Vec::new()));
+                return Ok(Vec::new());
             };
             let listed: V3List<V3Guid> = call.parse(question, &body)?;
-            spaces.extend(listed.resources.into_iter().map(|s| s.guid));
+            guids.extend(listed.resources.into_iter().map(|s| s.guid));
             let total = usize::try_from(listed.pagination.total_results).unwrap_or(usize::MAX);
             if total > MAX_VISIBLE_SPACES {
                 call.count(question, "unavailable");
                 return Err(call.undecided(
                     question,
-                    format!("the caller sees {total} spaces, more than {MAX_VISIBLE_SPACES}"),
+                    format!(
+                        "the caller sees {total} of {collection}, more than {MAX_VISIBLE_SPACES}"
+                    ),
                 ));
             }
             if u64::try_from(page).unwrap_or(u64::MAX) >= listed.pagination.total_pages
-                || spaces.len() >= total
+                || guids.len() >= total
             {
                 break;
             }
         }
-        spaces.sort();
-        spaces.dedup();
+        guids.sort();
+        guids.dedup();
         call.count(question, "allowed");
-        Ok(VisibleSpaces::Only(spaces))
+        Ok(guids)
     }
 
     /// One GET with the caller's token; counts unavailable answers (the callers count the rest).

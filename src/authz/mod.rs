@@ -20,7 +20,8 @@ use cloud_controller::{Call, CloudController};
 use crate::config::AuthorizationSource;
 use crate::metrics::Metrics;
 use crate::service::{
-    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, VisibleSpaces,
+    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, VisibleOrganizations,
+    VisibleSpaces,
 };
 
 /// Both sources behind the port: one per process, so the Cloud Controller's pooled
@@ -252,6 +253,27 @@ impl Authorizer for Authorization {
         match self.cached(cx, Asked::VisibleSpaces, ask).await? {
             Answer::Spaces(spaces) => Ok(spaces.as_ref().clone()),
             _ => Err(mismatch(Question::VisibleSpaces)),
+        }
+    }
+
+    async fn visible_organizations(
+        &self,
+        cx: &AuthzContext<'_>,
+    ) -> Result<VisibleOrganizations, Undecided> {
+        let Some(call) = self.call(cx) else {
+            return Ok(static_roles::visible_organizations(cx.rt, cx.caller));
+        };
+        if cx.caller.reads_everything() {
+            return Ok(VisibleOrganizations::All);
+        }
+        let ask = async {
+            Ok(Answer::Organizations(Arc::new(
+                self.cloud_controller.visible_organizations(&call).await?,
+            )))
+        };
+        match self.cached(cx, Asked::VisibleOrganizations, ask).await? {
+            Answer::Organizations(orgs) => Ok(orgs.as_ref().clone()),
+            _ => Err(mismatch(Question::VisibleOrganizations)),
         }
     }
 }

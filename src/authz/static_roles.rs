@@ -6,7 +6,7 @@
 
 use crate::auth::Identity;
 use crate::config::Runtime;
-use crate::service::{FeatureFlag, SpaceFacts, VisibleSpaces};
+use crate::service::{FeatureFlag, SpaceFacts, VisibleOrganizations, VisibleSpaces};
 
 /// Whether `caller` may see instances in the space.
 pub(super) fn can_see(rt: &Runtime, caller: &Identity, space_guid: &str) -> bool {
@@ -67,6 +67,22 @@ pub(super) fn visible_spaces(rt: &Runtime, caller: &Identity) -> VisibleSpaces {
         .collect();
     spaces.sort();
     VisibleSpaces::Only(spaces)
+}
+
+/// The organizations of the spaces the caller may see (every listed space's, without role
+/// lists); read-all tokens belong everywhere.
+pub(super) fn visible_organizations(rt: &Runtime, caller: &Identity) -> VisibleOrganizations {
+    if caller.reads_everything() {
+        return VisibleOrganizations::All;
+    }
+    let mut orgs: Vec<String> = rt
+        .spaces()
+        .filter(|(guid, _)| can_see(rt, caller, guid))
+        .map(|(_, entry)| entry.organization_guid.clone())
+        .collect();
+    orgs.sort();
+    orgs.dedup();
+    VisibleOrganizations::Only(orgs)
 }
 
 #[cfg(test)]
@@ -142,5 +158,13 @@ mod tests {
         );
         assert!(can_see(&rt, &auditor, "closed"));
         assert_eq!(visible_spaces(&rt, &auditor), VisibleSpaces::All);
+        assert_eq!(
+            visible_organizations(&rt, &outsider),
+            VisibleOrganizations::Only(vec!["o1".into()])
+        );
+        assert_eq!(
+            visible_organizations(&rt, &dev),
+            VisibleOrganizations::Only(vec!["o1".into(), "o2".into()])
+        );
     }
 }

@@ -154,6 +154,39 @@ impl ApiError {
                 .into(),
         )
     }
+    pub fn service_not_found(guid: &str) -> Self {
+        e(
+            404,
+            120003,
+            "CF-ServiceNotFound",
+            format!("The service could not be found: {guid}"),
+        )
+    }
+    pub fn plan_not_found(guid: &str) -> Self {
+        e(
+            404,
+            110003,
+            "CF-ServicePlanNotFound",
+            format!("The service plan could not be found: {guid}"),
+        )
+    }
+    pub fn space_not_found(guid: &str) -> Self {
+        e(
+            404,
+            40004,
+            "CF-SpaceNotFound",
+            format!("The app space could not be found: {guid}"),
+        )
+    }
+    /// The upstream's answer to a list brokergate merges is not a v2 list.
+    pub fn upstream_bad_list() -> Self {
+        e(
+            502,
+            10001,
+            "CF-ServerError",
+            "Server error: the Cloud Controller answered with something other than a list".into(),
+        )
+    }
     /// Not a space developer, or the organization is suspended (`errors/v2.yml` 10003).
     pub fn not_authorized() -> Self {
         e(

@@ -180,6 +180,9 @@ pub struct Runtime {
     /// Distinct for every configuration loaded by this process: what a cache of answers that
     /// depend on the configuration (the authorization cache) compares to empty itself.
     pub generation: u64,
+    /// When this configuration was loaded (Unix seconds): the `created_at` the catalog shows
+    /// for the offerings and plans it defines.
+    pub loaded_at: i64,
     plans: HashMap<String, Plan>,
     spaces: HashMap<String, SpaceEntry>,
     /// Whether any space has role lists.
@@ -311,6 +314,7 @@ impl Runtime {
             brokers: broker_list,
             authorization,
             generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            loaded_at: crate::clock::now_unix(),
             static_roles: spaces.values().any(|s| s.roles.is_some()),
             plans,
             spaces,

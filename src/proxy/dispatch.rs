@@ -61,6 +61,7 @@ pub async fn dispatch(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Res
         caller: &caller,
         scope: route.scope,
         params: &params,
+        path: session.req_header().uri.path(),
         query: session.req_header().uri.query(),
         body: &body,
         request_id: &ctx.request_id,

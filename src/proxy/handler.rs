@@ -11,7 +11,7 @@ use super::Outcome;
 use crate::auth::{Identity, Scope};
 use crate::cc::ApiError;
 use crate::config::Runtime;
-use crate::service::{Binder, Deleter, Provisioner, Reader, Updater};
+use crate::service::{Binder, Catalog, Deleter, Provisioner, Reader, Updater};
 
 /// The use cases handlers run.
 pub struct UseCases {
@@ -20,6 +20,7 @@ pub struct UseCases {
     pub updater: Updater,
     pub deleter: Deleter,
     pub binder: Binder,
+    pub catalog: Catalog,
 }
 
 /// One owned request, as the dispatcher hands it over.
@@ -31,6 +32,8 @@ pub struct Request<'a> {
     /// The scope the route needs, for the use case to check in the Cloud Controller's order.
     pub scope: Scope,
     pub params: &'a Params,
+    /// The request's path, as sent.
+    pub path: &'a str,
     pub query: Option<&'a str>,
     /// The whole body for routes that read one; empty otherwise.
     pub body: &'a [u8],

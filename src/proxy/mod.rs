@@ -3,6 +3,7 @@
 //! their handlers (`instances`); everything else passes, unchanged, to the upstream Cloud
 //! Controller (or gets 404 when there is none).
 
+mod catalog;
 mod dispatch;
 mod errors;
 mod handler;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 use super::handler::{Handler, Params};
-use super::{handles, instances};
+use super::{catalog, handles, instances};
 use crate::auth::Scope;
 
 /// Whether the dispatcher reads the request body before the handler runs.
@@ -155,6 +155,54 @@ pub static ROUTES: &[Route] = &[
         scope: Scope::Write,
         body: Body::None,
         handler: handles::delete_key,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/services",
+        template: "/v2/services",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: catalog::list_services,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/services/:guid",
+        template: "/v2/services/:guid",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: catalog::read_service,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/services/:guid/service_plans",
+        template: "/v2/services/:guid/service_plans",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: catalog::service_plans,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_plans",
+        template: "/v2/service_plans",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: catalog::list_plans,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_plans/:guid",
+        template: "/v2/service_plans/:guid",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: catalog::read_plan,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/spaces/:guid/services",
+        template: "/v2/spaces/:guid/services",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: catalog::space_services,
     },
 ];
 

@@ -25,15 +25,18 @@ pub enum Question {
     Organization,
     /// Every space the caller may see.
     VisibleSpaces,
+    /// Every organization the caller belongs to (what plan visibility is decided on).
+    VisibleOrganizations,
 }
 
 impl Question {
-    pub const ALL: [Question; 5] = [
+    pub const ALL: [Question; 6] = [
         Question::Space,
         Question::Role,
         Question::FeatureFlag,
         Question::Organization,
         Question::VisibleSpaces,
+        Question::VisibleOrganizations,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Question {
             Question::FeatureFlag => "feature_flag",
             Question::Organization => "organization",
             Question::VisibleSpaces => "visible_spaces",
+            Question::VisibleOrganizations => "visible_organizations",
         }
     }
 }
@@ -76,6 +80,22 @@ pub enum VisibleSpaces {
     All,
     /// These only (possibly none).
     Only(Vec<String>),
+}
+
+/// The organizations a caller belongs to, for plan visibility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VisibleOrganizations {
+    All,
+    Only(Vec<String>),
+}
+
+impl VisibleOrganizations {
+    pub fn contains(&self, organization_guid: &str) -> bool {
+        match self {
+            VisibleOrganizations::All => true,
+            VisibleOrganizations::Only(orgs) => orgs.iter().any(|o| o == organization_guid),
+        }
+    }
 }
 
 /// No answer could be had: the Cloud Controller is down, slow or failing.
@@ -135,6 +155,12 @@ pub trait Authorizer: Send + Sync {
 
     /// The spaces the caller may see instances in.
     async fn visible_spaces(&self, cx: &AuthzContext<'_>) -> Result<VisibleSpaces, Undecided>;
+
+    /// The organizations the caller belongs to.
+    async fn visible_organizations(
+        &self,
+        cx: &AuthzContext<'_>,
+    ) -> Result<VisibleOrganizations, Undecided>;
 }
 
 /// What came of a request's authorization, for the access log.

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::authorize::{
-    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, VisibleSpaces,
+    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, VisibleOrganizations,
+    VisibleSpaces,
 };
 
 #[derive(Default)]
@@ -19,6 +20,8 @@ pub struct FakeAuthorizer {
     pub not_developer: Mutex<HashSet<String>>,
     pub flag_message: Mutex<Option<Option<String>>>,
     pub suspended: Mutex<HashSet<String>>,
+    /// The caller's organizations; `None`: all.
+    pub organizations: Mutex<Option<Vec<String>>>,
     /// Every question fails.
     pub down: std::sync::atomic::AtomicBool,
     pub asked: AtomicUsize,
@@ -124,6 +127,17 @@ impl Authorizer for FakeAuthorizer {
                 .map(|s| s.to_string())
                 .collect(),
         ))
+    }
+
+    async fn visible_organizations(
+        &self,
+        _: &AuthzContext<'_>,
+    ) -> Result<VisibleOrganizations, Undecided> {
+        self.ask(Question::VisibleOrganizations)?;
+        Ok(match self.organizations.lock().unwrap().clone() {
+            Some(orgs) => VisibleOrganizations::Only(orgs),
+            None => VisibleOrganizations::All,
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 mod authorize;
 mod bind;
 mod broker;
+mod catalog;
 mod delete;
 #[cfg(test)]
 pub(crate) mod fake_authorizer;
@@ -15,15 +16,18 @@ mod read;
 pub mod recovery;
 pub mod rules;
 mod update;
+mod upstream;
 
 pub use authorize::{
-    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, Verdict, VisibleSpaces,
+    Authorizer, AuthzContext, FeatureFlag, Question, SpaceFacts, Undecided, Verdict,
+    VisibleOrganizations, VisibleSpaces,
 };
 pub use bind::{Bind, BindError, Binder, Unbind};
 pub use broker::{
     BindOrder, BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerHandle, BrokerInstance,
     BrokerPort, ProvisionOrder, Removal, UnbindOrder,
 };
+pub use catalog::{Catalog, CatalogError, CatalogPage, MergedList, PlanFilter, ServiceFilter};
 pub use delete::{binding_options, DeleteError, DeleteInstance, Deleter};
 pub use finisher::{Finished, Finisher};
 pub use lease::{LeasePolicy, LEASE_MARGIN_SECONDS};
@@ -34,3 +38,4 @@ pub use read::{
 };
 pub use rules::RuleViolation;
 pub use update::{UpdateError, UpdateInstance, Updater};
+pub use upstream::{Upstream, UpstreamAnswer, UpstreamDown};
