@@ -100,6 +100,7 @@ fn envelope_render(c: &mut Criterion) {
                 last_operation: LastOperationView::succeeded("create"),
                 created_at: 1_795_792_284,
                 updated_at: None,
+                inline: None,
             }))
         })
     });

@@ -23,6 +23,20 @@ pub struct InstanceView<'a> {
     pub created_at: i64,
     /// Unix seconds of the last rename or retag.
     pub updated_at: Option<i64>,
+    /// The relations `inline-relations-depth=1` inlines, when asked for.
+    pub inline: Option<Inlined<'a>>,
+}
+
+/// Relations inlined into an instance's entity (`inline-relations-depth=1`), each already
+/// rendered: what the cf CLI's legacy `delete-service` reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Inlined<'a> {
+    /// The plan resource; `None` when the plan is no longer configured.
+    pub service_plan: Option<&'a RawValue>,
+    /// A JSON array of binding resources.
+    pub service_bindings: &'a RawValue,
+    /// A JSON array of key resources.
+    pub service_keys: &'a RawValue,
 }
 
 /// `last_operation`'s `type` and `state`. v1 operations are synchronous: a create or update
@@ -99,6 +113,12 @@ struct Entity<'a> {
     service_bindings_url: String,
     service_keys_url: String,
     routes_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_plan: Option<Option<&'a RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_bindings: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_keys: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -154,6 +174,9 @@ pub fn render_instance(v: &InstanceView<'_>) -> Vec<u8> {
             service_bindings_url: format!("{url}/service_bindings"),
             service_keys_url: format!("{url}/service_keys"),
             routes_url: format!("{url}/routes"),
+            service_plan: v.inline.map(|i| i.service_plan),
+            service_bindings: v.inline.map(|i| i.service_bindings),
+            service_keys: v.inline.map(|i| i.service_keys),
         },
     };
     // Only strings, options and already-valid raw JSON: serialization cannot fail.
@@ -202,6 +225,7 @@ mod tests {
             last_operation: LastOperationView::succeeded("create"),
             created_at: 1421718743,
             updated_at: None,
+            inline: None,
         });
         let text = String::from_utf8(body.clone()).unwrap();
         let order = [
@@ -276,6 +300,7 @@ mod tests {
             last_operation: LastOperationView::succeeded("update"),
             created_at: 1421718743,
             updated_at: Some(1421718800),
+            inline: None,
         });
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["metadata"]["created_at"], "2015-01-20T01:52:23+00:00");
@@ -304,6 +329,7 @@ mod tests {
             last_operation: LastOperationView::succeeded("create"),
             created_at: 1,
             updated_at: None,
+            inline: None,
         });
         let text = String::from_utf8(body).unwrap();
         assert!(

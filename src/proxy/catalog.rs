@@ -340,7 +340,7 @@ fn service_bytes(rt: &Runtime, s: &Arc<Service>) -> Vec<u8> {
     render_service(&service_view(rt, s))
 }
 
-fn plan_bytes(rt: &Runtime, p: &Plan) -> Vec<u8> {
+pub(super) fn plan_bytes(rt: &Runtime, p: &Plan) -> Vec<u8> {
     render_plan(&PlanView {
         guid: &p.guid,
         name: &p.name,

@@ -338,7 +338,7 @@ fn store_query(
 }
 
 /// A binding or key resource; without `secrets`, credentials redacted.
-fn render(handle: &HandleRecord, secrets: bool) -> Vec<u8> {
+pub(super) fn render(handle: &HandleRecord, secrets: bool) -> Vec<u8> {
     let r = &handle.reservation;
     // Only committed handles are read or listed; a reservation has nothing to show yet.
     let Some(grant) = handle.grant() else {

@@ -2,19 +2,25 @@
 //! out. An answer that shows an instance is rendered by [`render`], whoever asked.
 
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
+use super::handles::render as render_handle;
 use super::{errors, Outcome};
 use crate::cc::envelope::{
-    instance_url, render_instance, Credentials, InstanceView, LastOperationView,
+    instance_url, render_instance, Credentials, Inlined, InstanceView, LastOperationView,
 };
+use crate::cc::merge::{render_merged, UpstreamPage};
 use crate::cc::ApiError;
 use crate::cc::{list, request};
 use crate::clock;
 use crate::config::Runtime;
 use crate::service::{
-    DeleteError, DeleteInstance, ListInstances, Provision, ProvisionError, ReadError, ReadInstance,
-    UpdateError, UpdateInstance, Verdict,
+    DeleteError, DeleteInstance, ListHandles, ListInstances, Provision, ProvisionError, ReadError,
+    ReadInstance, UpdateError, UpdateInstance, Verdict,
 };
-use crate::store::{CreatedInstance, InstanceField, InstanceQuery, ListQuery, StoreError};
+use crate::store::{
+    CreatedInstance, HandleField, HandleKind, HandleQuery, InstanceField, InstanceQuery, ListQuery,
+    StoreError,
+};
+use serde_json::value::RawValue;
 
 /// The `q` fields of the instance list, as the Cloud Controller names them.
 const LIST_FIELDS: &[&str] = &[
@@ -24,9 +30,6 @@ const LIST_FIELDS: &[&str] = &[
     "gateway_name",
     "organization_guid",
 ];
-
-/// The path the list's page links are built on.
-const LIST_PATH: &str = "/v2/service_instances";
 
 /// `POST /v2/service_instances[?accepts_incomplete=…]`: steps 1 and 2 of the Cloud
 /// Controller's order (decode the body, the `accepts_incomplete` flag) are the wire's; the
@@ -122,50 +125,203 @@ pub fn read<'a>(
     })
 }
 
-/// `GET /v2/service_instances`: the instances brokergate holds, a page at a time, filtered
-/// by CC's `q` (with an `[upstream]`, only brokergate's own: the upstream's are not merged).
+/// `GET /v2/service_instances`: the upstream's instances, then the ones brokergate holds in
+/// spaces the caller may see, a page at a time (`cc::merge`), filtered by CC's `q` on both.
 pub fn list<'a>(
     uc: &'a UseCases,
     req: Request<'a>,
     out: &'a mut Outcome,
 ) -> BoxFuture<'a, Disposition> {
+    Box::pin(list_merged(uc, req, out, None))
+}
+
+/// `GET /v2/spaces/:guid/service_instances`: as the list, held to one space; with
+/// `inline-relations-depth=1` brokergate's instances carry their `service_plan`,
+/// `service_bindings` and `service_keys` (the cf CLI's legacy `delete-service` reads them).
+pub fn space_list<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
     Box::pin(async move {
-        let page = match list::parse_preserving(
-            req.query,
-            LIST_FIELDS,
-            &["return_user_provided_service_instances"],
-        ) {
-            Ok(page) => page,
-            Err(e) => {
-                out.error = Some(e.description.clone());
-                return e.into();
+        let space = req.params.get("guid").unwrap_or_default().to_string();
+        list_merged(uc, req, out, Some(space)).await
+    })
+}
+
+async fn list_merged(
+    uc: &UseCases,
+    req: Request<'_>,
+    out: &mut Outcome,
+    space: Option<String>,
+) -> Disposition {
+    let page = match list::parse_preserving(
+        req.query,
+        LIST_FIELDS,
+        &["return_user_provided_service_instances"],
+    ) {
+        Ok(page) => page,
+        Err(e) => {
+            out.error = Some(e.description.clone());
+            return e.into();
+        }
+    };
+    // A plan filter naming brokergate's plans only: the upstream holds none of them.
+    let only_ours = page.filters.iter().any(|f| {
+        f.field == "service_plan_guid" && f.values.iter().all(|v| req.rt.plan(v).is_some())
+    });
+    let target = match req.query {
+        Some(q) => format!("{}?{q}", req.path),
+        None => req.path.to_string(),
+    };
+    let upstream = if only_ours {
+        UpstreamPage::empty()
+    } else {
+        match upstream_page(uc, &req, &target, page.per_page).await {
+            Ok(upstream) => upstream,
+            Err(answer) => return answer,
+        }
+    };
+    let own_window = upstream.own_window(&page);
+    let mut query = store_query(&page);
+    query.offset = own_window.offset;
+    query.limit = own_window.limit;
+    if let Some(space) = &space {
+        query
+            .conditions
+            .push((InstanceField::SpaceGuid, vec![space.clone()]));
+    }
+    let command = ListInstances {
+        query: &query,
+        caller: req.caller,
+        scope: req.scope,
+        request_id: req.request_id,
+    };
+    let result = uc.reader.list(req.rt, command).await;
+    out.authorization = read_verdict(&result);
+    let seen = match result {
+        Ok(seen) => seen,
+        Err(e) => return refuse_read(out, req.request_id, &e),
+    };
+    let inline = page.inline_relations_depth.is_some_and(|d| d >= 1);
+    let mut resources = Vec::with_capacity(seen.instances.len());
+    for instance in &seen.instances {
+        let body = if inline {
+            match inlined(uc, &req, instance, seen.secrets_visible).await {
+                Ok(body) => body,
+                Err(e) => return refuse_read(out, req.request_id, &e),
             }
+        } else {
+            render(req.rt, instance, seen.secrets_visible)
         };
-        let query = store_query(&page);
-        let command = ListInstances {
+        resources.push(body);
+    }
+    Disposition::Reply(Answer {
+        status: 200,
+        body: render_merged(req.path, &page, &upstream, seen.total, &resources),
+        location: None,
+    })
+}
+
+/// The upstream's page for a merged list: empty without an upstream; its refusal, or 502 when
+/// it is down or answers something other than a v2 list, is the answer (`Err`).
+pub(super) async fn upstream_page(
+    uc: &UseCases,
+    req: &Request<'_>,
+    path_and_query: &str,
+    per_page: u32,
+) -> Result<UpstreamPage, Disposition> {
+    match uc
+        .catalog
+        .upstream(req.rt, req.caller, path_and_query, req.request_id)
+        .await
+    {
+        Ok(None) => Ok(UpstreamPage::empty()),
+        Ok(Some(answer)) if answer.status != 200 => Err(Disposition::Reply(Answer {
+            status: answer.status,
+            body: answer.body.to_vec(),
+            location: None,
+        })),
+        Ok(Some(answer)) => UpstreamPage::parse(&answer.body, per_page).map_err(|e| {
+            log::warn!(
+                "The upstream's answer to a merged list is not a v2 list; answering 502. error={e}"
+            );
+            ApiError::upstream_bad_list().into()
+        }),
+        Err(down) => {
+            log::warn!(
+                "The upstream Cloud Controller could not be asked for a merged list. error={down}"
+            );
+            Err(ApiError::upstream_unavailable().into())
+        }
+    }
+}
+
+/// Most bindings or keys inlined into one instance.
+const MAX_INLINED: u32 = 50;
+
+/// An instance with its plan, bindings and keys inlined.
+async fn inlined(
+    uc: &UseCases,
+    req: &Request<'_>,
+    instance: &CreatedInstance,
+    secrets: bool,
+) -> Result<Vec<u8>, ReadError> {
+    let guid = &instance.reservation.guid;
+    let handles = |kind| HandleQuery {
+        kind,
+        list: ListQuery {
+            conditions: vec![(HandleField::InstanceGuid, vec![guid.clone()])],
+            descending: false,
+            offset: 0,
+            limit: MAX_INLINED,
+        },
+    };
+    let mut lists = Vec::new();
+    for kind in [HandleKind::Binding, HandleKind::Key] {
+        let query = handles(kind);
+        let command = ListHandles {
             query: &query,
+            instance_guid: Some(guid),
             caller: req.caller,
             scope: req.scope,
             request_id: req.request_id,
         };
-        let result = uc.reader.list(req.rt, command).await;
-        out.authorization = read_verdict(&result);
-        match result {
-            Ok(seen) => {
-                let resources: Vec<Vec<u8>> = seen
-                    .instances
-                    .iter()
-                    .map(|instance| render(req.rt, instance, seen.secrets_visible))
-                    .collect();
-                Disposition::Reply(Answer {
-                    status: 200,
-                    body: list::render_page(LIST_PATH, &page, seen.total, &resources),
-                    location: None,
-                })
-            }
-            Err(e) => refuse_read(out, req.request_id, &e),
+        let seen = uc.reader.list_handles(req.rt, command).await?;
+        let rendered: Vec<Vec<u8>> = seen
+            .handles
+            .iter()
+            .map(|h| render_handle(h, seen.secrets_visible))
+            .collect();
+        lists.push(json_array(&rendered));
+    }
+    let plan = req
+        .rt
+        .plan(&instance.reservation.service_plan_guid)
+        .map(|p| super::catalog::plan_bytes(req.rt, p));
+    let plan = plan.and_then(|p| RawValue::from_string(String::from_utf8(p).ok()?).ok());
+    let bindings = RawValue::from_string(lists[0].clone()).unwrap_or_default();
+    let keys = RawValue::from_string(lists[1].clone()).unwrap_or_default();
+    let inline = Inlined {
+        service_plan: plan.as_deref(),
+        service_bindings: &bindings,
+        service_keys: &keys,
+    };
+    Ok(render_with(req.rt, instance, secrets, Some(inline)))
+}
+
+/// Rendered resources as one JSON array.
+fn json_array(items: &[Vec<u8>]) -> String {
+    let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + items.len() + 2);
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-    })
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    String::from_utf8(out).unwrap_or_else(|_| "[]".into())
 }
 
 /// `PUT /v2/service_instances/:guid`: a rename or retag of an instance brokergate holds
@@ -342,6 +498,16 @@ pub(super) fn refuse(
 /// The instance resource; without `secrets`, credentials and dashboard URL redacted. The
 /// offering comes from the configuration `rt` serves with.
 pub(super) fn render(rt: &Runtime, created: &CreatedInstance, secrets: bool) -> Vec<u8> {
+    render_with(rt, created, secrets, None)
+}
+
+/// [`render`], with relations inlined when given.
+fn render_with(
+    rt: &Runtime,
+    created: &CreatedInstance,
+    secrets: bool,
+    inline: Option<Inlined<'_>>,
+) -> Vec<u8> {
     let (r, p) = (&created.reservation, &created.provisioned);
     let (credentials, dashboard_url) = if secrets {
         (
@@ -370,5 +536,6 @@ pub(super) fn render(rt: &Runtime, created: &CreatedInstance, secrets: bool) -> 
         },
         created_at: r.created_at,
         updated_at: created.updated_at,
+        inline,
     })
 }

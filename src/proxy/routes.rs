@@ -198,6 +198,14 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: http::Method::GET,
+        pattern: "/v2/spaces/:guid/service_instances",
+        template: "/v2/spaces/:guid/service_instances",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: instances::space_list,
+    },
+    Route {
+        method: http::Method::GET,
         pattern: "/v2/spaces/:guid/services",
         template: "/v2/spaces/:guid/services",
         scope: Scope::Read,

@@ -281,14 +281,27 @@ impl Catalog {
         rt: &Runtime,
         cmd: &CatalogPage<'_>,
     ) -> Result<Option<UpstreamAnswer>, CatalogError> {
+        self.upstream(rt, cmd.caller, cmd.path_and_query, cmd.request_id)
+            .await
+            .map_err(CatalogError::UpstreamDown)
+    }
+
+    /// The upstream's answer to the caller's request, for a list merged elsewhere (the
+    /// instance lists); `None` without an upstream.
+    pub async fn upstream(
+        &self,
+        rt: &Runtime,
+        caller: &Identity,
+        path_and_query: &str,
+        request_id: &str,
+    ) -> Result<Option<UpstreamAnswer>, UpstreamDown> {
         if rt.upstream.is_none() {
             return Ok(None);
         }
         self.upstream
-            .get(rt, cmd.caller, cmd.path_and_query, cmd.request_id)
+            .get(rt, caller, path_and_query, request_id)
             .await
             .map(Some)
-            .map_err(CatalogError::UpstreamDown)
     }
 }
 
