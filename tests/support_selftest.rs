@@ -1392,3 +1392,681 @@ async fn cc_v3_answers_everything_else_like_mock_upstream() {
         "non-v3 is not counted"
     );
 }
+
+// --- The fake Cloud Controller's own v2 catalog ---
+
+use support::cc::CC_JSON;
+use support::cc_v3::{
+    v2_error_body, UPSTREAM_BROKER_GUID, UPSTREAM_MYSQL_GUID, UPSTREAM_MYSQL_LABEL,
+    UPSTREAM_MYSQL_PLAN_GUID, UPSTREAM_MYSQL_PLAN_NAME, UPSTREAM_REDIS_GUID, UPSTREAM_REDIS_LABEL,
+    UPSTREAM_REDIS_PLAN_GUID, UPSTREAM_REDIS_PLAN_NAME,
+};
+
+/// `GET` on the fake with the default (admin) token.
+async fn v2_get(cc: &FakeCloudController, path: &str) -> client::Response {
+    client::get(&format!("{}{path}", cc.url()), Some(&token::valid_token())).await
+}
+
+/// A v2 answer: this status, CC's Content-Type, a JSON body.
+fn v2_body(r: &client::Response, status: u16) -> Value {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.header("content-type").as_deref(), Some(CC_JSON), "{r:?}");
+    r.json()
+}
+
+fn v2_guids(list: &Value) -> Vec<String> {
+    list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["metadata"]["guid"].as_str().expect("guid").to_string())
+        .collect()
+}
+
+fn bad_query(detail: &str) -> Value {
+    v2_error_body(
+        10005,
+        &format!("The query parameter is invalid: {detail}"),
+        "CF-BadQueryParameter",
+    )
+}
+
+/// Follows `next_url` from `first` (a relative link) to the last page, checking
+/// each page's `prev_url` against the link that led to it; the guids in order.
+async fn v2_walk(cc: &FakeCloudController, first: &str) -> (Vec<String>, Vec<Value>) {
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    let mut next = Some(first.to_string());
+    let mut prev_link: Option<String> = None;
+    while let Some(link) = next {
+        assert!(pages.len() < 20, "too many pages from {first}");
+        let page = v2_body(&v2_get(cc, &link).await, 200);
+        if pages.is_empty() {
+            assert_eq!(page["prev_url"], Value::Null, "{link}");
+        } else {
+            let prev = page["prev_url"].as_str().expect("a prev_url after page 1");
+            let back = v2_body(&v2_get(cc, prev).await, 200);
+            assert_eq!(
+                v2_guids(&back),
+                v2_guids(&pages[pages.len() - 1]),
+                "prev_url of {link} goes back to {prev_link:?}"
+            );
+        }
+        seen.extend(v2_guids(&page));
+        next = page["next_url"].as_str().map(str::to_string);
+        prev_link = Some(link);
+        pages.push(page);
+    }
+    (seen, pages)
+}
+
+#[tokio::test]
+async fn cc_v2_catalog_renders_offerings_and_plans_as_cc_does() {
+    let cc = FakeCloudController::with_default_world().await;
+    let r = v2_get(&cc, "/v2/services").await;
+    let list = v2_body(&r, 200);
+    assert_eq!(
+        support::json::keys(&support::json::members(&r.body)),
+        [
+            "total_results",
+            "total_pages",
+            "prev_url",
+            "next_url",
+            "resources"
+        ]
+    );
+    assert_eq!(
+        (
+            &list["total_results"],
+            &list["total_pages"],
+            &list["prev_url"],
+            &list["next_url"]
+        ),
+        (&json!(2), &json!(1), &Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        v2_guids(&list),
+        [UPSTREAM_MYSQL_GUID, UPSTREAM_REDIS_GUID],
+        "in the order added"
+    );
+    let mysql = &list["resources"][0];
+    assert_eq!(*mysql, cc.v2_service_resource(UPSTREAM_MYSQL_GUID));
+    assert_eq!(
+        *mysql,
+        json!({
+            "metadata": {
+                "guid": UPSTREAM_MYSQL_GUID,
+                "url": format!("/v2/services/{UPSTREAM_MYSQL_GUID}"),
+                "created_at": cc_v3::TIMESTAMP, "updated_at": cc_v3::TIMESTAMP,
+            },
+            "entity": {
+                "label": UPSTREAM_MYSQL_LABEL, "provider": null, "url": null,
+                "description": "upstream-mysql from the upstream", "long_description": null,
+                "version": null, "info_url": null, "active": true, "bindable": true,
+                "unique_id": "upstream-mysql-id",
+                "extra": "{\"displayName\":\"upstream-mysql\"}",
+                "tags": ["upstream"], "requires": [], "documentation_url": null,
+                "service_broker_guid": UPSTREAM_BROKER_GUID, "plan_updateable": false,
+                "service_plans_url": format!("/v2/services/{UPSTREAM_MYSQL_GUID}/service_plans"),
+            },
+        })
+    );
+    let redis = &list["resources"][1]["entity"];
+    assert_eq!(redis["label"], UPSTREAM_REDIS_LABEL);
+    assert_eq!(redis["extra"], Value::Null);
+    assert_eq!(redis["documentation_url"], "https://redis.example.com/docs");
+
+    // Key order, as CC renders a resource.
+    let one = v2_get(&cc, &format!("/v2/services/{UPSTREAM_MYSQL_GUID}")).await;
+    assert_eq!(v2_body(&one, 200), *mysql);
+    let members = support::json::members(&one.body);
+    assert_eq!(support::json::keys(&members), ["metadata", "entity"]);
+    let entity = support::json::members(support::json::raw(&members, "entity"));
+    assert_eq!(
+        support::json::keys(&entity),
+        [
+            "label",
+            "provider",
+            "url",
+            "description",
+            "long_description",
+            "version",
+            "info_url",
+            "active",
+            "bindable",
+            "unique_id",
+            "extra",
+            "tags",
+            "requires",
+            "documentation_url",
+            "service_broker_guid",
+            "plan_updateable",
+            "service_plans_url"
+        ]
+    );
+
+    let plan = v2_get(
+        &cc,
+        &format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}"),
+    )
+    .await;
+    assert_eq!(
+        v2_body(&plan, 200),
+        json!({
+            "metadata": {
+                "guid": UPSTREAM_MYSQL_PLAN_GUID,
+                "url": format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}"),
+                "created_at": cc_v3::TIMESTAMP, "updated_at": cc_v3::TIMESTAMP,
+            },
+            "entity": {
+                "name": UPSTREAM_MYSQL_PLAN_NAME, "free": false,
+                "description": "small plan of upstream-mysql",
+                "service_guid": UPSTREAM_MYSQL_GUID, "extra": null,
+                "unique_id": "upstream-mysql-small-id", "public": true, "active": true,
+                "bindable": true,
+                "service_url": format!("/v2/services/{UPSTREAM_MYSQL_GUID}"),
+                "service_instances_url":
+                    format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}/service_instances"),
+            },
+        })
+    );
+    let members = support::json::members(&plan.body);
+    let entity = support::json::members(support::json::raw(&members, "entity"));
+    assert_eq!(
+        support::json::keys(&entity),
+        [
+            "name",
+            "free",
+            "description",
+            "service_guid",
+            "extra",
+            "unique_id",
+            "public",
+            "active",
+            "bindable",
+            "service_url",
+            "service_instances_url"
+        ]
+    );
+    let redis_plan = cc.v2_plan_resource(UPSTREAM_REDIS_PLAN_GUID);
+    assert_eq!(redis_plan["entity"]["name"], UPSTREAM_REDIS_PLAN_NAME);
+    assert_eq!(redis_plan["entity"]["free"], true);
+    assert!(redis_plan["entity"]["extra"].is_string(), "{redis_plan}");
+
+    let plans = v2_body(&v2_get(&cc, "/v2/service_plans").await, 200);
+    assert_eq!(
+        v2_guids(&plans),
+        [UPSTREAM_MYSQL_PLAN_GUID, UPSTREAM_REDIS_PLAN_GUID]
+    );
+    assert_eq!(plans["resources"][1], redis_plan);
+    let of_redis = v2_body(
+        &v2_get(
+            &cc,
+            &format!("/v2/services/{UPSTREAM_REDIS_GUID}/service_plans"),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(v2_guids(&of_redis), [UPSTREAM_REDIS_PLAN_GUID]);
+    assert_eq!(of_redis["total_results"], 1);
+
+    let in_space = v2_body(
+        &v2_get(&cc, &format!("/v2/spaces/{SPACE_GUID}/services")).await,
+        200,
+    );
+    assert_eq!(in_space, list, "every offering in every known space");
+
+    // Changed, added and removed while it runs.
+    cc.update_v2_service(UPSTREAM_REDIS_GUID, |s| {
+        s.provider = Some("redis-labs".into());
+        s.active = false;
+    });
+    cc.add_v2_service("svc-3", "third");
+    cc.add_v2_plan("plan-3", "svc-3", "tiny");
+    assert_eq!(cc.v2_services().len(), 3);
+    let third = v2_body(&v2_get(&cc, "/v2/services/svc-3").await, 200);
+    assert_eq!(third["entity"]["label"], "third");
+    let redis = v2_body(
+        &v2_get(&cc, &format!("/v2/services/{UPSTREAM_REDIS_GUID}")).await,
+        200,
+    );
+    assert_eq!(
+        (&redis["entity"]["provider"], &redis["entity"]["active"]),
+        (&json!("redis-labs"), &json!(false))
+    );
+    assert!(cc.remove_v2_service("svc-3"));
+    assert!(!cc.remove_v2_service("svc-3"));
+    assert!(
+        cc.v2_plans().iter().all(|p| p.guid != "plan-3"),
+        "its plans go with it"
+    );
+    assert!(cc.remove_v2_plan(UPSTREAM_REDIS_PLAN_GUID));
+    assert_eq!(cc.v2_plans().len(), 1);
+
+    // A bare start has no catalog.
+    let empty = FakeCloudController::start().await;
+    let none = v2_body(&v2_get(&empty, "/v2/services").await, 200);
+    assert_eq!(
+        (
+            &none["total_results"],
+            &none["total_pages"],
+            &none["resources"]
+        ),
+        (&json!(0), &json!(1), &json!([]))
+    );
+}
+
+#[tokio::test]
+async fn cc_v2_catalog_pages_each_item_once_both_ways() {
+    let cc = FakeCloudController::with_default_world().await;
+    for i in 3..=5 {
+        cc.add_v2_service(&format!("svc-{i}"), &format!("offering-{i}"));
+        cc.add_v2_plan(&format!("plan-{i}"), &format!("svc-{i}"), "p");
+    }
+    let all_services: Vec<String> = cc.v2_services().into_iter().map(|s| s.guid).collect();
+    let all_plans: Vec<String> = cc.v2_plans().into_iter().map(|p| p.guid).collect();
+    assert_eq!(all_services.len(), 5);
+    for per_page in [1, 2, 3, 5, 7] {
+        for (path, all) in [
+            ("/v2/services".to_string(), &all_services),
+            ("/v2/service_plans".to_string(), &all_plans),
+            (format!("/v2/spaces/{SPACE_GUID}/services"), &all_services),
+        ] {
+            let first = format!("{path}?results-per-page={per_page}");
+            let (seen, pages) = v2_walk(&cc, &first).await;
+            assert_eq!(&seen, all, "{first}");
+            assert_eq!(pages.len(), 5usize.div_ceil(per_page), "{first}");
+            for page in &pages {
+                assert_eq!(page["total_results"], 5, "{first}");
+                assert_eq!(page["total_pages"], pages.len(), "{first}");
+            }
+            let first_desc = format!("{path}?order-direction=desc&results-per-page={per_page}");
+            let (seen, _) = v2_walk(&cc, &first_desc).await;
+            let mut reversed = all.clone();
+            reversed.reverse();
+            assert_eq!(seen, reversed, "{first_desc}");
+        }
+    }
+
+    // The links, exactly.
+    let page2 = v2_body(
+        &v2_get(&cc, "/v2/services?page=2&results-per-page=2").await,
+        200,
+    );
+    assert_eq!(
+        page2["prev_url"],
+        "/v2/services?order-direction=asc&page=1&results-per-page=2"
+    );
+    assert_eq!(
+        page2["next_url"],
+        "/v2/services?order-direction=asc&page=3&results-per-page=2"
+    );
+    assert_eq!(v2_guids(&page2), ["svc-3", "svc-4"]);
+    let filtered = v2_body(
+        &v2_get(
+            &cc,
+            "/v2/services?q=active:true&q=label+IN+offering-3,offering-4&results-per-page=1&order-direction=desc",
+        )
+        .await,
+        200,
+    );
+    assert_eq!(v2_guids(&filtered), ["svc-4"]);
+    assert_eq!(
+        filtered["next_url"],
+        "/v2/services?order-direction=desc&page=2&q=active:true&q=label%20IN%20offering-3,offering-4&results-per-page=1"
+    );
+    let next = v2_get(&cc, filtered["next_url"].as_str().unwrap()).await;
+    let next = v2_body(&next, 200);
+    assert_eq!(
+        v2_guids(&next),
+        ["svc-3"],
+        "the filters carried by the links"
+    );
+    assert_eq!(next["next_url"], Value::Null);
+
+    // Past the end: no resources, a prev_url to the page before it.
+    let past = v2_body(
+        &v2_get(&cc, "/v2/service_plans?page=9&results-per-page=2").await,
+        200,
+    );
+    assert_eq!(past["resources"], json!([]));
+    assert_eq!(past["total_pages"], 3);
+    assert_eq!(
+        past["prev_url"],
+        "/v2/service_plans?order-direction=asc&page=8&results-per-page=2"
+    );
+    assert_eq!(past["next_url"], Value::Null);
+
+    // Defaults and bounds.
+    let default = v2_body(&v2_get(&cc, "/v2/services").await, 200);
+    assert_eq!(default["resources"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        v2_body(&v2_get(&cc, "/v2/services?results-per-page=100").await, 200)["total_pages"],
+        1
+    );
+    for (query, detail) in [
+        ("results-per-page=101", "results_per_page must be <= 100"),
+        ("results-per-page=0", "results_per_page must be >= 1"),
+        ("results-per-page=x", "results_per_page must be an integer"),
+        ("page=0", "page must be >= 1"),
+        ("page=two", "page must be an integer"),
+        (
+            "order-direction=up",
+            "order_direction must be 'asc' or 'desc' but was 'up'",
+        ),
+    ] {
+        for path in ["/v2/services", "/v2/service_plans"] {
+            let r = v2_get(&cc, &format!("{path}?{query}")).await;
+            assert_eq!(v2_body(&r, 400), bad_query(detail), "{path}?{query}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cc_v2_catalog_filters_by_q() {
+    let cc = FakeCloudController::with_default_world().await;
+    cc.update_v2_service(UPSTREAM_REDIS_GUID, |s| {
+        s.provider = Some("redis-labs".into());
+        s.active = false;
+    });
+    cc.add_v2_plan("mysql-large", UPSTREAM_MYSQL_GUID, "large");
+    cc.update_v2_plan("mysql-large", |p| p.active = false);
+
+    let services = |query: &'static str| {
+        let cc = &cc;
+        async move {
+            let r = v2_get(cc, &format!("/v2/services?{query}")).await;
+            let body = v2_body(&r, 200);
+            assert_eq!(
+                body["total_results"],
+                v2_guids(&body).len(),
+                "{query}: total_results is the filtered count"
+            );
+            v2_guids(&body)
+        }
+    };
+    assert_eq!(
+        services("q=label:upstream-mysql").await,
+        [UPSTREAM_MYSQL_GUID]
+    );
+    assert_eq!(
+        services("q=label%3Aupstream-redis").await,
+        [UPSTREAM_REDIS_GUID]
+    );
+    assert!(services("q=label:echo").await.is_empty());
+    assert_eq!(
+        services("q=provider:redis-labs").await,
+        [UPSTREAM_REDIS_GUID]
+    );
+    assert!(
+        services("q=provider:").await.is_empty(),
+        "a null provider matches nothing"
+    );
+    assert_eq!(services("q=active:true").await, [UPSTREAM_MYSQL_GUID]);
+    assert_eq!(services("q=active:false").await, [UPSTREAM_REDIS_GUID]);
+    assert_eq!(services("q=active:t").await, [UPSTREAM_MYSQL_GUID]);
+    assert_eq!(
+        services("q=label+IN+upstream-mysql,upstream-redis").await,
+        [UPSTREAM_MYSQL_GUID, UPSTREAM_REDIS_GUID]
+    );
+    assert!(
+        services("q=label:upstream-redis&q=active:true")
+            .await
+            .is_empty(),
+        "q's are ANDed"
+    );
+    assert!(services("q=label:upstream-redis;active:true")
+        .await
+        .is_empty());
+    assert_eq!(
+        services("q=unique_id:upstream-mysql-id").await,
+        [UPSTREAM_MYSQL_GUID]
+    );
+    assert_eq!(
+        services("q=service_broker_guid:a1b2c3d4-0000-4000-8000-0000000b0000").await,
+        [UPSTREAM_MYSQL_GUID, UPSTREAM_REDIS_GUID]
+    );
+
+    let space = v2_body(
+        &v2_get(
+            &cc,
+            &format!("/v2/spaces/{SPACE_GUID}/services?q=label:upstream-redis"),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(v2_guids(&space), [UPSTREAM_REDIS_GUID]);
+
+    let plans = |query: String| {
+        let cc = &cc;
+        async move { v2_guids(&v2_body(&v2_get(cc, &query).await, 200)) }
+    };
+    assert_eq!(
+        plans(format!(
+            "/v2/service_plans?q=service_guid:{UPSTREAM_MYSQL_GUID}"
+        ))
+        .await,
+        [UPSTREAM_MYSQL_PLAN_GUID, "mysql-large"]
+    );
+    assert_eq!(
+        plans(format!(
+            "/v2/service_plans?q=service_guid:{UPSTREAM_MYSQL_GUID}&q=active:true"
+        ))
+        .await,
+        [UPSTREAM_MYSQL_PLAN_GUID]
+    );
+    assert!(plans("/v2/service_plans?q=service_guid:nope".into())
+        .await
+        .is_empty());
+    assert_eq!(
+        plans("/v2/service_plans?q=unique_id:upstream-redis-shared-id".into()).await,
+        [UPSTREAM_REDIS_PLAN_GUID]
+    );
+    assert_eq!(
+        plans(format!(
+            "/v2/services/{UPSTREAM_MYSQL_GUID}/service_plans?q=active:false"
+        ))
+        .await,
+        ["mysql-large"]
+    );
+
+    // Fields the collection does not filter by.
+    for (path, field) in [
+        ("/v2/services?q=name:x", "name"),
+        ("/v2/services?q=service_guid:x", "service_guid"),
+        ("/v2/service_plans?q=label:x", "label"),
+        ("/v2/service_plans?q=name:free", "name"),
+        ("/v2/services?q=label", "label"),
+    ] {
+        let r = v2_get(&cc, path).await;
+        assert_eq!(v2_body(&r, 400), bad_query(field), "{path}");
+    }
+    let r = v2_get(
+        &cc,
+        &format!("/v2/spaces/{SPACE_GUID}/services?q=service_guid:x"),
+    )
+    .await;
+    assert_eq!(v2_body(&r, 400), bad_query("service_guid"));
+}
+
+#[tokio::test]
+async fn cc_v2_catalog_not_found_and_unauthenticated_as_cc_says() {
+    let cc = FakeCloudController::with_default_world().await;
+    let cases = [
+        (
+            "/v2/services/no-such".to_string(),
+            v2_error_body(
+                120003,
+                "The service could not be found: no-such",
+                "CF-ServiceNotFound",
+            ),
+        ),
+        (
+            "/v2/services/no-such/service_plans".to_string(),
+            v2_error_body(
+                120003,
+                "The service could not be found: no-such",
+                "CF-ServiceNotFound",
+            ),
+        ),
+        (
+            "/v2/service_plans/no-such".to_string(),
+            v2_error_body(
+                110003,
+                "The service plan could not be found: no-such",
+                "CF-ServicePlanNotFound",
+            ),
+        ),
+        (
+            "/v2/spaces/no-such/services".to_string(),
+            v2_error_body(
+                40004,
+                "The app space could not be found: no-such",
+                "CF-SpaceNotFound",
+            ),
+        ),
+    ];
+    for (path, body) in &cases {
+        let r = v2_get(&cc, path).await;
+        assert_eq!(v2_body(&r, 404), *body, "{path}");
+        let (code, error_code) = (body["code"].as_u64().unwrap(), &body["error_code"]);
+        support::cc::assert_cc_error(&r, 404, code, error_code.as_str().unwrap());
+    }
+    // A space the v3 world gains is known to v2 too.
+    cc.add_space("space-2", "second", ORG_GUID);
+    assert_eq!(v2_get(&cc, "/v2/spaces/space-2/services").await.status, 200);
+    assert!(cc.remove_space("space-2"));
+    assert_eq!(v2_get(&cc, "/v2/spaces/space-2/services").await.status, 404);
+
+    // A token is needed (any decodable one: the gateway verified it).
+    let url = format!("{}/v2/services", cc.url());
+    let unauthenticated = v2_error_body(10002, "Authentication error", "CF-NotAuthenticated");
+    let none = client::get(&url, None).await;
+    assert_eq!(v2_body(&none, 401), unauthenticated);
+    let basic = send("GET", &url, &[("authorization", "basic dTpw")], "").await;
+    assert_eq!(v2_body(&basic, 401), unauthenticated);
+    let user = client::get(&url, Some(&user_token(OUTSIDER))).await;
+    assert_eq!(
+        v2_guids(&v2_body(&user, 200)).len(),
+        2,
+        "any user sees it all"
+    );
+}
+
+#[tokio::test]
+async fn cc_v2_mode_breaks_only_the_v2_catalog_and_every_call_is_counted() {
+    let cc = FakeCloudController::with_default_world().await;
+    let admin = token::valid_token();
+    let auth = format!("bearer {admin}");
+    let services_url = format!("{}/v2/services", cc.url());
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("x-vcap-request-id", "req-1"),
+    ];
+
+    for mode in [cc_v3::Mode::Down, cc_v3::Mode::Reset] {
+        cc.set_v2_mode(mode);
+        let r = try_send("GET", &services_url, &headers, "").await;
+        assert!(r.is_err(), "{mode:?} must fail the request, got {r:?}");
+        let space = v3_get(&cc, &format!("/v3/spaces/{SPACE_GUID}"), Some(&admin)).await;
+        assert_eq!(
+            v3_body(&space, 200)["guid"],
+            SPACE_GUID,
+            "{mode:?} leaves v3 alone"
+        );
+        let other = v3_get(&cc, "/v2/apps", None).await;
+        assert_eq!(other.json()["from"], "upstream", "and the rest of v2");
+    }
+    cc.set_v2_mode(cc_v3::Mode::Hang);
+    let hung = tokio::time::timeout(
+        Duration::from_millis(300),
+        try_send("GET", &services_url, &headers, ""),
+    )
+    .await;
+    assert!(hung.is_err(), "hang mode must not answer");
+
+    cc.set_v2_mode(cc_v3::Mode::Slow(Duration::from_millis(300)));
+    let started = Instant::now();
+    let r = try_send("GET", &services_url, &headers, "").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(v2_body(&r, 200)["total_results"], 2);
+
+    cc.set_v2_mode(cc_v3::Mode::Status(500));
+    for path in [
+        "/v2/services".to_string(),
+        format!("/v2/services/{UPSTREAM_MYSQL_GUID}"),
+        format!("/v2/services/{UPSTREAM_MYSQL_GUID}/service_plans"),
+        "/v2/service_plans?q=service_guid:x".to_string(),
+        format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}"),
+        format!("/v2/spaces/{SPACE_GUID}/services?q=label:echo"),
+        "/v2/spaces/no-such/services".to_string(),
+    ] {
+        let r = send(
+            "GET",
+            &format!("{}{path}", cc.url()),
+            &[
+                ("authorization", auth.as_str()),
+                ("x-vcap-request-id", path.as_str()),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(
+            v2_body(&r, 500),
+            v2_error_body(10001, "Server error", "CF-ServerError"),
+            "{path}"
+        );
+        assert_eq!(cc.last_v2_request_id().as_deref(), Some(path.as_str()));
+    }
+    // Not catalog requests: answered as before.
+    let post = send("POST", &services_url, &headers, "{}").await;
+    assert_eq!(
+        post.json(),
+        json!({"from": "upstream", "method": "POST", "path": "/v2/services"})
+    );
+    let instances = v3_get(
+        &cc,
+        &format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}/service_instances"),
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(instances.json()["from"], "upstream");
+    let v3 = v3_get(&cc, "/v3/roles", Some(&admin)).await;
+    assert_eq!(v3.status, 200, "the v2 mode leaves v3 alone");
+
+    // And the v3 mode leaves v2 alone.
+    cc.set_v2_mode(cc_v3::Mode::Normal);
+    cc.set_mode(cc_v3::Mode::Status(503));
+    let plans = client::get(&format!("{}/v2/service_plans", cc.url()), Some(&admin)).await;
+    assert_eq!(plans.status, 200);
+    assert_eq!(v3_get(&cc, "/v3/roles", Some(&admin)).await.status, 503);
+    cc.set_mode(cc_v3::Mode::Normal);
+
+    assert_eq!(
+        cc.v2_calls(""),
+        2 + 1 + 1 + 7 + 1,
+        "closed, reset, hung, slow, failed"
+    );
+    assert_eq!(
+        cc.v2_calls("/v2/services"),
+        4 + 3,
+        "lists and singles alike"
+    );
+    assert_eq!(cc.v2_calls("/v2/services?"), 0);
+    assert_eq!(cc.v2_calls("/v2/service_plans"), 3);
+    assert_eq!(cc.v2_calls("/v2/service_plans?q=service_guid:"), 1);
+    assert_eq!(cc.v2_calls("/v2/spaces/"), 2);
+    assert_eq!(
+        cc.calls(Question::Roles),
+        2,
+        "catalog calls are not v3 questions"
+    );
+    let last = cc.v2_requests().pop().unwrap();
+    assert_eq!(last.path, "/v2/service_plans");
+    assert_eq!(cc.last_v2_authorization(), Some(auth));
+    assert_eq!(cc.last_v2_request_id(), None, "the last one had none");
+    cc.reset_v2_calls();
+    assert_eq!(cc.v2_calls(""), 0);
+    assert_eq!(cc.last_v2_authorization(), None);
+    assert!(cc.requests().len() > 12, "the recorded requests stay");
+}

@@ -6,9 +6,21 @@
 //!
 //! The caller is whoever the token's payload names (`user_id`, else
 //! `client_id`); the token is decoded, never verified, as the gateway has
-//! already verified it. Everything outside `/v3/` is answered as
+//! already verified it.
+//!
+//! It also holds the upstream's **own v2 catalog** (offerings and plans that
+//! the real Cloud Controller lists besides brokergate's), answered in CC v2's
+//! shapes: `GET /v2/services`, `/v2/services/:guid`,
+//! `/v2/services/:guid/service_plans`, `/v2/service_plans`,
+//! `/v2/service_plans/:guid` and `/v2/spaces/:guid/services`, with v2 paging
+//! (`page`, `results-per-page`, `order-direction`, `q`) and v2 errors. See
+//! [`FakeCloudController::add_v2_service`].
+//!
+//! Everything else is answered as
 //! [`MockUpstream`](super::upstream::MockUpstream) does, so one fake can also
-//! be the gateway's `[upstream]`; a [`Mode`] breaks the `/v3/` answers only.
+//! be the gateway's `[upstream]`; a [`Mode`] set with
+//! [`FakeCloudController::set_mode`] breaks the `/v3/` answers only, one set
+//! with [`FakeCloudController::set_v2_mode`] the v2 catalog's only.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +29,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::cc::CC_JSON;
 use super::gateway::{ORG_GUID, SPACE_GUID};
 use super::recorded::RecordedRequest;
 use super::server::{Handler, Reply, TestServer};
@@ -74,6 +87,83 @@ pub fn user_token(user_id: &str) -> String {
     user_claims(user_id).sign()
 }
 
+/// The upstream's own v2 catalog as [`FakeCloudController::seed_default`]
+/// (and [`FakeCloudController::seed_v2_default`]) lays it: two offerings, in
+/// this order, with one plan each. `upstream-mysql` has an `extra` (a JSON
+/// string), `upstream-redis` none (`null`).
+pub const UPSTREAM_MYSQL_GUID: &str = "a1b2c3d4-0001-4000-8000-00000000e001";
+pub const UPSTREAM_MYSQL_LABEL: &str = "upstream-mysql";
+pub const UPSTREAM_MYSQL_PLAN_GUID: &str = "a1b2c3d4-0001-4000-8000-00000000f001";
+pub const UPSTREAM_MYSQL_PLAN_NAME: &str = "small";
+pub const UPSTREAM_REDIS_GUID: &str = "a1b2c3d4-0002-4000-8000-00000000e002";
+pub const UPSTREAM_REDIS_LABEL: &str = "upstream-redis";
+pub const UPSTREAM_REDIS_PLAN_GUID: &str = "a1b2c3d4-0002-4000-8000-00000000f002";
+pub const UPSTREAM_REDIS_PLAN_NAME: &str = "shared";
+
+/// The `service_broker_guid` of every offering [`FakeCloudController::add_v2_service`] adds.
+pub const UPSTREAM_BROKER_GUID: &str = "a1b2c3d4-0000-4000-8000-0000000b0000";
+
+/// The `q` fields the fake filters offerings by (`/v2/services`,
+/// `/v2/spaces/:guid/services`), as CC's `ServicesController`; another is 400 10005.
+pub const V2_SERVICE_FILTERS: [&str; 5] = [
+    "active",
+    "label",
+    "provider",
+    "service_broker_guid",
+    "unique_id",
+];
+
+/// The `q` fields the fake filters plans by (`/v2/service_plans`,
+/// `/v2/services/:guid/service_plans`); another is 400 10005.
+pub const V2_PLAN_FILTERS: [&str; 3] = ["active", "service_guid", "unique_id"];
+
+/// The v2 catalog's `results-per-page` default and maximum (CC's `renderer:`).
+pub const V2_DEFAULT_PER_PAGE: usize = 50;
+pub const V2_MAX_PER_PAGE: usize = 100;
+
+/// An offering of the upstream's own v2 catalog: the entity fields of CC v2's
+/// `/v2/services` resource (2015 on). Change one with
+/// [`FakeCloudController::update_v2_service`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V2Service {
+    pub guid: String,
+    pub label: String,
+    pub provider: Option<String>,
+    pub url: Option<String>,
+    pub description: String,
+    pub long_description: Option<String>,
+    pub version: Option<String>,
+    pub info_url: Option<String>,
+    pub active: bool,
+    pub bindable: bool,
+    pub unique_id: String,
+    /// JSON text, rendered as a JSON *string* (CC stores the broker's `metadata` as text).
+    pub extra: Option<String>,
+    pub tags: Vec<String>,
+    pub requires: Vec<String>,
+    pub documentation_url: Option<String>,
+    pub service_broker_guid: Option<String>,
+    pub plan_updateable: bool,
+}
+
+/// A plan of the upstream's own v2 catalog: the entity fields of CC v2's
+/// `/v2/service_plans` resource. Change one with
+/// [`FakeCloudController::update_v2_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V2Plan {
+    pub guid: String,
+    pub service_guid: String,
+    pub name: String,
+    pub free: bool,
+    pub description: String,
+    /// JSON text, rendered as a JSON *string*.
+    pub extra: Option<String>,
+    pub unique_id: String,
+    pub public: bool,
+    pub active: bool,
+    pub bindable: bool,
+}
+
 /// A role as the v3 API names it (`type` of a role resource). Space roles are
 /// granted in a space, organization roles in an organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,7 +219,9 @@ impl Role {
     }
 }
 
-/// How the `/v3/` paths answer; everything else always answers normally.
+/// How the `/v3/` paths answer (set with [`FakeCloudController::set_mode`]),
+/// or the v2 catalog's (with [`FakeCloudController::set_v2_mode`]); everything
+/// else always answers normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// The answers of the world as it is.
@@ -142,7 +234,8 @@ pub enum Mode {
     Hang,
     /// Sleep this long, then answer as in `Normal` (from the world as it is then).
     Slow(Duration),
-    /// This status with a v3 `CF-ServerError` (10001) body, whatever was asked.
+    /// This status with a `CF-ServerError` (10001) body, whatever was asked: v3's
+    /// document on `/v3/`, v2's [`v2_error_body`] on the v2 catalog.
     Status(u16),
 }
 
@@ -218,6 +311,11 @@ struct State {
     flags: Vec<Flag>,
     mode: Mode,
     asked: [Asked; Question::ALL.len()],
+    v2_services: Vec<V2Service>,
+    v2_plans: Vec<V2Plan>,
+    v2_mode: Mode,
+    /// The v2 catalog requests received since the last reset, in arrival order.
+    v2_asked: Vec<RecordedRequest>,
 }
 
 /// A running fake Cloud Controller v3; stops when dropped.
@@ -227,8 +325,9 @@ pub struct FakeCloudController {
 }
 
 impl FakeCloudController {
-    /// An empty world (no organizations, spaces or roles), the feature flag
-    /// `service_instance_creation` enabled, in [`Mode::Normal`].
+    /// An empty world (no organizations, spaces or roles, an empty v2 catalog),
+    /// the feature flag `service_instance_creation` enabled, both modes
+    /// [`Mode::Normal`].
     pub async fn start() -> FakeCloudController {
         let state = Arc::new(Mutex::new(State {
             base_url: String::new(),
@@ -242,6 +341,10 @@ impl FakeCloudController {
             }],
             mode: Mode::Normal,
             asked: Default::default(),
+            v2_services: Vec::new(),
+            v2_plans: Vec::new(),
+            v2_mode: Mode::Normal,
+            v2_asked: Vec::new(),
         }));
         let handler_state = state.clone();
         let handler: Handler = Arc::new(move |req: RecordedRequest| {
@@ -268,12 +371,45 @@ impl FakeCloudController {
     /// The default test token ([`super::token::valid_token`]) needs no grant: its
     /// user, [`super::token::DEFAULT_USER_ID`], has `cloud_controller.admin` and so
     /// sees everything.
+    ///
+    /// And the upstream's v2 catalog of [`Self::seed_v2_default`].
     pub fn seed_default(&self) {
         self.add_org(ORG_GUID, ORG_NAME);
         self.add_space(SPACE_GUID, SPACE_NAME, ORG_GUID);
         self.grant(DEVELOPER, Role::SpaceDeveloper, SPACE_GUID);
         self.grant(AUDITOR, Role::SpaceAuditor, SPACE_GUID);
         self.grant(MANAGER, Role::SpaceManager, SPACE_GUID);
+        self.seed_v2_default();
+    }
+
+    /// The upstream's own v2 catalog: [`UPSTREAM_MYSQL_LABEL`] (guid
+    /// [`UPSTREAM_MYSQL_GUID`], `extra` `{"displayName":"upstream-mysql"}` as a
+    /// string) with plan [`UPSTREAM_MYSQL_PLAN_NAME`] ([`UPSTREAM_MYSQL_PLAN_GUID`],
+    /// not free), then [`UPSTREAM_REDIS_LABEL`] ([`UPSTREAM_REDIS_GUID`], `extra`
+    /// null, a `documentation_url`) with plan [`UPSTREAM_REDIS_PLAN_NAME`]
+    /// ([`UPSTREAM_REDIS_PLAN_GUID`], free, an `extra`). Everything else as
+    /// [`Self::add_v2_service`] and [`Self::add_v2_plan`] default it.
+    pub fn seed_v2_default(&self) {
+        self.add_v2_service(UPSTREAM_MYSQL_GUID, UPSTREAM_MYSQL_LABEL);
+        self.add_v2_plan(
+            UPSTREAM_MYSQL_PLAN_GUID,
+            UPSTREAM_MYSQL_GUID,
+            UPSTREAM_MYSQL_PLAN_NAME,
+        );
+        self.update_v2_plan(UPSTREAM_MYSQL_PLAN_GUID, |p| p.free = false);
+        self.add_v2_service(UPSTREAM_REDIS_GUID, UPSTREAM_REDIS_LABEL);
+        self.update_v2_service(UPSTREAM_REDIS_GUID, |s| {
+            s.extra = None;
+            s.documentation_url = Some("https://redis.example.com/docs".to_string());
+        });
+        self.add_v2_plan(
+            UPSTREAM_REDIS_PLAN_GUID,
+            UPSTREAM_REDIS_GUID,
+            UPSTREAM_REDIS_PLAN_NAME,
+        );
+        self.update_v2_plan(UPSTREAM_REDIS_PLAN_GUID, |p| {
+            p.extra = Some(r#"{"costs":[],"bullets":["shared"]}"#.to_string());
+        });
     }
 
     /// `http://127.0.0.1:PORT`: the gateway's Cloud Controller (and upstream) URL.
@@ -430,9 +566,193 @@ impl FakeCloudController {
     }
 
     /// Forget [`Self::calls`] and [`Self::last_authorization`] (not the
-    /// recorded [`Self::requests`]).
+    /// recorded [`Self::requests`], nor [`Self::v2_calls`]).
     pub fn reset_calls(&self) {
         self.lock().asked = Default::default();
+    }
+
+    /// Add an offering to the upstream's v2 catalog (after the others), or
+    /// relabel the one with this guid. Defaults: `provider`, `url`,
+    /// `long_description`, `version`, `info_url`, `documentation_url` null;
+    /// `description` "`<label>` from the upstream"; `active`, `bindable` true;
+    /// `unique_id` "`<label>`-id"; `extra` `{"displayName":"<label>"}` (JSON
+    /// text); `tags` `["upstream"]`; `requires` `[]`; `service_broker_guid`
+    /// [`UPSTREAM_BROKER_GUID`]; `plan_updateable` false.
+    pub fn add_v2_service(&self, guid: &str, label: &str) {
+        let mut state = self.lock();
+        if let Some(service) = state.v2_services.iter_mut().find(|s| s.guid == guid) {
+            service.label = label.to_string();
+            return;
+        }
+        state.v2_services.push(V2Service {
+            guid: guid.to_string(),
+            label: label.to_string(),
+            provider: None,
+            url: None,
+            description: format!("{label} from the upstream"),
+            long_description: None,
+            version: None,
+            info_url: None,
+            active: true,
+            bindable: true,
+            unique_id: format!("{label}-id"),
+            extra: Some(json!({"displayName": label}).to_string()),
+            tags: vec!["upstream".to_string()],
+            requires: Vec::new(),
+            documentation_url: None,
+            service_broker_guid: Some(UPSTREAM_BROKER_GUID.to_string()),
+            plan_updateable: false,
+        });
+    }
+
+    /// Add a plan of an offering already in the v2 catalog (panics otherwise),
+    /// after the others, or rename the one with this guid. Defaults: `free`,
+    /// `public`, `active`, `bindable` true; `description` "`<name>` plan of
+    /// `<label>`"; `extra` null; `unique_id` "`<label>`-`<name>`-id".
+    pub fn add_v2_plan(&self, guid: &str, service_guid: &str, name: &str) {
+        let mut state = self.lock();
+        let label = match state.v2_service(service_guid) {
+            Some(s) => s.label.clone(),
+            None => {
+                panic!("add_v2_plan {guid}: no v2 service {service_guid}; add_v2_service first")
+            }
+        };
+        if let Some(plan) = state.v2_plans.iter_mut().find(|p| p.guid == guid) {
+            plan.name = name.to_string();
+            plan.service_guid = service_guid.to_string();
+            return;
+        }
+        state.v2_plans.push(V2Plan {
+            guid: guid.to_string(),
+            service_guid: service_guid.to_string(),
+            name: name.to_string(),
+            free: true,
+            description: format!("{name} plan of {label}"),
+            extra: None,
+            unique_id: format!("{label}-{name}-id"),
+            public: true,
+            active: true,
+            bindable: true,
+        });
+    }
+
+    /// Change an offering of the v2 catalog in place (panics when there is
+    /// none with this guid; the guid itself is not to be changed).
+    pub fn update_v2_service(&self, guid: &str, change: impl FnOnce(&mut V2Service)) {
+        let mut state = self.lock();
+        let service = state
+            .v2_services
+            .iter_mut()
+            .find(|s| s.guid == guid)
+            .unwrap_or_else(|| panic!("update_v2_service: no v2 service {guid}"));
+        change(service);
+    }
+
+    /// Change a plan of the v2 catalog in place (panics when there is none).
+    pub fn update_v2_plan(&self, guid: &str, change: impl FnOnce(&mut V2Plan)) {
+        let mut state = self.lock();
+        let plan = state
+            .v2_plans
+            .iter_mut()
+            .find(|p| p.guid == guid)
+            .unwrap_or_else(|| panic!("update_v2_plan: no v2 plan {guid}"));
+        change(plan);
+    }
+
+    /// Delete an offering and its plans from the v2 catalog; whether it existed.
+    pub fn remove_v2_service(&self, guid: &str) -> bool {
+        let mut state = self.lock();
+        let before = state.v2_services.len();
+        state.v2_services.retain(|s| s.guid != guid);
+        state.v2_plans.retain(|p| p.service_guid != guid);
+        state.v2_services.len() != before
+    }
+
+    /// Delete a plan from the v2 catalog; whether it existed.
+    pub fn remove_v2_plan(&self, guid: &str) -> bool {
+        let mut state = self.lock();
+        let before = state.v2_plans.len();
+        state.v2_plans.retain(|p| p.guid != guid);
+        state.v2_plans.len() != before
+    }
+
+    /// The v2 catalog's offerings, in list order.
+    pub fn v2_services(&self) -> Vec<V2Service> {
+        self.lock().v2_services.clone()
+    }
+
+    /// The v2 catalog's plans, in list order.
+    pub fn v2_plans(&self) -> Vec<V2Plan> {
+        self.lock().v2_plans.clone()
+    }
+
+    /// The resource (`{"metadata","entity"}`) the fake renders for this
+    /// offering in every answer, to compare what the gateway passed on; panics
+    /// when there is none.
+    pub fn v2_service_resource(&self, guid: &str) -> Value {
+        let state = self.lock();
+        let service = state
+            .v2_service(guid)
+            .unwrap_or_else(|| panic!("v2_service_resource: no v2 service {guid}"));
+        parse(&service_resource(service))
+    }
+
+    /// The resource the fake renders for this plan; panics when there is none.
+    pub fn v2_plan_resource(&self, guid: &str) -> Value {
+        let state = self.lock();
+        let plan = state
+            .v2_plans
+            .iter()
+            .find(|p| p.guid == guid)
+            .unwrap_or_else(|| panic!("v2_plan_resource: no v2 plan {guid}"));
+        parse(&plan_resource(plan))
+    }
+
+    /// How the v2 catalog's paths answer from now on (the `/v3/` ones keep
+    /// theirs: see [`Self::set_mode`]).
+    pub fn set_v2_mode(&self, mode: Mode) {
+        self.lock().v2_mode = mode;
+    }
+
+    /// v2 catalog requests (the `GET`s the module doc lists, in every mode)
+    /// received since the start or the last [`Self::reset_v2_calls`] whose path,
+    /// query included and exactly as sent, starts with `path_prefix`:
+    /// `v2_calls("/v2/service_plans")` counts the list and each single plan,
+    /// `v2_calls("/v2/services?")` only lists of offerings with a query,
+    /// `v2_calls("")` all of them.
+    pub fn v2_calls(&self, path_prefix: &str) -> usize {
+        self.lock()
+            .v2_asked
+            .iter()
+            .filter(|r| r.path.starts_with(path_prefix))
+            .count()
+    }
+
+    /// The v2 catalog requests counted by [`Self::v2_calls`], in arrival order.
+    pub fn v2_requests(&self) -> Vec<RecordedRequest> {
+        self.lock().v2_asked.clone()
+    }
+
+    /// The `Authorization` header of the last v2 catalog request (`None`: none
+    /// came, or it had none).
+    pub fn last_v2_authorization(&self) -> Option<String> {
+        self.lock()
+            .v2_asked
+            .last()
+            .and_then(|r| r.header("authorization"))
+    }
+
+    /// The `X-VCAP-Request-ID` header of the last v2 catalog request.
+    pub fn last_v2_request_id(&self) -> Option<String> {
+        self.lock()
+            .v2_asked
+            .last()
+            .and_then(|r| r.header("x-vcap-request-id"))
+    }
+
+    /// Forget [`Self::v2_calls`] (not the recorded [`Self::requests`]).
+    pub fn reset_v2_calls(&self) {
+        self.lock().v2_asked.clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -467,16 +787,7 @@ impl Route {
         if req.method != "GET" {
             return Route::Unknown;
         }
-        let path = req.path_only().trim_end_matches('/');
-        let segments: Vec<String> = path
-            .split('/')
-            .skip(1)
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let segments = segments(req);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match segments.as_slice() {
             ["v3", "spaces"] => Route::SpacesList,
@@ -500,7 +811,25 @@ impl Route {
     }
 }
 
+/// The path's segments after the leading `/`, percent-decoded, without a
+/// trailing slash.
+fn segments(req: &RecordedRequest) -> Vec<String> {
+    req.path_only()
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 async fn handle(state: &Mutex<State>, req: RecordedRequest) -> Reply {
+    if let Some(route) = V2Route::of(&req) {
+        return v2_handle(state, req, route).await;
+    }
     let path = req.path_only();
     if path != "/v3" && !path.starts_with("/v3/") {
         return upstream_reply(&req);
@@ -916,4 +1245,450 @@ fn not_found(what: &str) -> Reply {
         "CF-ResourceNotFound",
         10010,
     )
+}
+
+// ---------------------------------------------------------------------------
+// The upstream's own v2 catalog.
+
+/// A v2 catalog request (`GET` only; anything else is no catalog request).
+enum V2Route {
+    /// `/v2/services`
+    Services,
+    /// `/v2/services/:guid`
+    Service(String),
+    /// `/v2/services/:guid/service_plans`
+    PlansOf(String),
+    /// `/v2/service_plans`
+    Plans,
+    /// `/v2/service_plans/:guid`
+    Plan(String),
+    /// `/v2/spaces/:guid/services`
+    SpaceServices(String),
+}
+
+impl V2Route {
+    fn of(req: &RecordedRequest) -> Option<V2Route> {
+        if req.method != "GET" {
+            return None;
+        }
+        let segments = segments(req);
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        Some(match segments.as_slice() {
+            ["v2", "services"] => V2Route::Services,
+            ["v2", "services", guid] => V2Route::Service(guid.to_string()),
+            ["v2", "services", guid, "service_plans"] => V2Route::PlansOf(guid.to_string()),
+            ["v2", "service_plans"] => V2Route::Plans,
+            ["v2", "service_plans", guid] => V2Route::Plan(guid.to_string()),
+            ["v2", "spaces", guid, "services"] => V2Route::SpaceServices(guid.to_string()),
+            _ => return None,
+        })
+    }
+}
+
+async fn v2_handle(state: &Mutex<State>, req: RecordedRequest, route: V2Route) -> Reply {
+    let mode = {
+        let mut state = lock(state);
+        state.v2_asked.push(req.clone());
+        state.v2_mode
+    };
+    match mode {
+        Mode::Normal => {}
+        Mode::Down => return Reply::Close,
+        Mode::Reset => return Reply::Reset,
+        Mode::Hang => return Reply::Hang,
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+        Mode::Status(status) => return v2_error(status, 10001, "Server error", "CF-ServerError"),
+    }
+    if Caller::of(&req).is_none() {
+        return v2_error(401, 10002, "Authentication error", "CF-NotAuthenticated");
+    }
+    let params = query_params(&req);
+    let state = lock(state);
+    match route {
+        V2Route::Services => {
+            let all: Vec<&V2Service> = state.v2_services.iter().collect();
+            services_page(&params, "/v2/services", all)
+        }
+        V2Route::Service(guid) => match state.v2_service(&guid) {
+            Some(service) => v2_json(200, service_resource(service)),
+            None => service_not_found(&guid),
+        },
+        V2Route::PlansOf(guid) => {
+            if state.v2_service(&guid).is_none() {
+                return service_not_found(&guid);
+            }
+            let plans: Vec<&V2Plan> = state
+                .v2_plans
+                .iter()
+                .filter(|p| p.service_guid == guid)
+                .collect();
+            plans_page(
+                &params,
+                &format!("/v2/services/{guid}/service_plans"),
+                plans,
+            )
+        }
+        V2Route::Plans => {
+            let all: Vec<&V2Plan> = state.v2_plans.iter().collect();
+            plans_page(&params, "/v2/service_plans", all)
+        }
+        V2Route::Plan(guid) => match state.v2_plans.iter().find(|p| p.guid == guid) {
+            Some(plan) => v2_json(200, plan_resource(plan)),
+            None => v2_error(
+                404,
+                110003,
+                &format!("The service plan could not be found: {guid}"),
+                "CF-ServicePlanNotFound",
+            ),
+        },
+        V2Route::SpaceServices(guid) => {
+            if state.space(&guid).is_none() {
+                return v2_error(
+                    404,
+                    40004,
+                    &format!("The app space could not be found: {guid}"),
+                    "CF-SpaceNotFound",
+                );
+            }
+            // Every offering is taken to have a plan visible in every space.
+            let all: Vec<&V2Service> = state.v2_services.iter().collect();
+            services_page(&params, &format!("/v2/spaces/{guid}/services"), all)
+        }
+    }
+}
+
+impl State {
+    fn v2_service(&self, guid: &str) -> Option<&V2Service> {
+        self.v2_services.iter().find(|s| s.guid == guid)
+    }
+}
+
+fn service_not_found(guid: &str) -> Reply {
+    v2_error(
+        404,
+        120003,
+        &format!("The service could not be found: {guid}"),
+        "CF-ServiceNotFound",
+    )
+}
+
+/// A field's value as `q` compares it.
+enum Field<'a> {
+    Text(Option<&'a str>),
+    Bool(bool),
+}
+
+impl Field<'_> {
+    /// CC's equality: a null column matches nothing; a boolean column reads
+    /// `t` and `true` as true, anything else as false.
+    fn matches(&self, values: &[String]) -> bool {
+        match self {
+            Field::Text(None) => false,
+            Field::Text(Some(v)) => values.iter().any(|x| x == v),
+            Field::Bool(b) => values.iter().any(|x| (x == "t" || x == "true") == *b),
+        }
+    }
+}
+
+fn service_field<'a>(s: &'a V2Service, name: &str) -> Field<'a> {
+    match name {
+        "active" => Field::Bool(s.active),
+        "label" => Field::Text(Some(&s.label)),
+        "provider" => Field::Text(s.provider.as_deref()),
+        "service_broker_guid" => Field::Text(s.service_broker_guid.as_deref()),
+        "unique_id" => Field::Text(Some(&s.unique_id)),
+        _ => Field::Text(None),
+    }
+}
+
+fn plan_field<'a>(p: &'a V2Plan, name: &str) -> Field<'a> {
+    match name {
+        "active" => Field::Bool(p.active),
+        "service_guid" => Field::Text(Some(&p.service_guid)),
+        "unique_id" => Field::Text(Some(&p.unique_id)),
+        _ => Field::Text(None),
+    }
+}
+
+fn services_page(params: &[(String, String)], path: &str, items: Vec<&V2Service>) -> Reply {
+    let query = match V2Query::parse(params, &V2_SERVICE_FILTERS) {
+        Ok(query) => query,
+        Err(reply) => return reply,
+    };
+    let items: Vec<String> = items
+        .into_iter()
+        .filter(|s| query.passes(|name| service_field(s, name)))
+        .map(service_resource)
+        .collect();
+    v2_json(200, query.render(path, items))
+}
+
+fn plans_page(params: &[(String, String)], path: &str, items: Vec<&V2Plan>) -> Reply {
+    let query = match V2Query::parse(params, &V2_PLAN_FILTERS) {
+        Ok(query) => query,
+        Err(reply) => return reply,
+    };
+    let items: Vec<String> = items
+        .into_iter()
+        .filter(|p| query.passes(|name| plan_field(p, name)))
+        .map(plan_resource)
+        .collect();
+    v2_json(200, query.render(path, items))
+}
+
+/// A v2 list query: `page`, `results-per-page`, `order-direction` and every
+/// `q` (repeatable; `;` separates filters within one too), ANDed.
+struct V2Query {
+    page: usize,
+    per_page: usize,
+    desc: bool,
+    /// The `q` filters as given, for the links.
+    q: Vec<String>,
+    /// (field, values): `field:value` or `field IN a,b`.
+    filters: Vec<(String, Vec<String>)>,
+}
+
+impl V2Query {
+    /// The query, or CC's 400 `CF-BadQueryParameter` (10005) for an integer
+    /// that is none, a page size above [`V2_MAX_PER_PAGE`] or below 1, a page
+    /// below 1, a direction other than `asc`/`desc`, or a `q` on a field not in
+    /// `fields` (or with no `:` nor ` IN `).
+    fn parse(params: &[(String, String)], fields: &[&str]) -> Result<V2Query, Reply> {
+        let bad = |detail: &str| {
+            v2_error(
+                400,
+                10005,
+                &format!("The query parameter is invalid: {detail}"),
+                "CF-BadQueryParameter",
+            )
+        };
+        // Rack: the last occurrence of a key wins.
+        let get = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
+        let integer = |name: &str, label: &str| -> Result<Option<i64>, Reply> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| bad(&format!("{label} must be an integer"))),
+            }
+        };
+        let page = integer("page", "page")?.unwrap_or(1);
+        let per_page =
+            integer("results-per-page", "results_per_page")?.unwrap_or(V2_DEFAULT_PER_PAGE as i64);
+
+        let mut q = Vec::new();
+        let mut filters = Vec::new();
+        for (_, value) in params.iter().filter(|(k, _)| k == "q") {
+            for segment in value.split(';').filter(|s| !s.is_empty()) {
+                let colon = segment.find(':');
+                let within = segment.find(" IN ");
+                let (field, values) = match (colon, within) {
+                    (Some(c), Some(i)) if i < c => (&segment[..i], split_in(&segment[i + 4..])),
+                    (None, Some(i)) => (&segment[..i], split_in(&segment[i + 4..])),
+                    (Some(c), _) => (&segment[..c], vec![segment[c + 1..].to_string()]),
+                    (None, None) => return Err(bad(segment)),
+                };
+                if !fields.contains(&field) {
+                    return Err(bad(field));
+                }
+                filters.push((field.to_string(), values));
+                q.push(segment.to_string());
+            }
+        }
+
+        if per_page > V2_MAX_PER_PAGE as i64 {
+            return Err(bad(&format!(
+                "results_per_page must be <= {V2_MAX_PER_PAGE}"
+            )));
+        }
+        let desc = match get("order-direction").map(String::as_str) {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(bad(&format!(
+                    "order_direction must be 'asc' or 'desc' but was '{other}'"
+                )))
+            }
+        };
+        if per_page < 1 {
+            return Err(bad("results_per_page must be >= 1"));
+        }
+        if page < 1 {
+            return Err(bad("page must be >= 1"));
+        }
+        Ok(V2Query {
+            page: usize::try_from(page).unwrap_or(usize::MAX),
+            per_page: usize::try_from(per_page).unwrap_or(usize::MAX),
+            desc,
+            q,
+            filters,
+        })
+    }
+
+    fn passes<'a>(&self, field: impl Fn(&str) -> Field<'a>) -> bool {
+        self.filters
+            .iter()
+            .all(|(name, values)| field(name).matches(values))
+    }
+
+    /// The page of `items` (already filtered, in ascending order) as CC v2's
+    /// paginated collection, keys in CC's order.
+    fn render(&self, path: &str, mut items: Vec<String>) -> String {
+        if self.desc {
+            items.reverse();
+        }
+        let total = items.len();
+        let pages = total.div_ceil(self.per_page).max(1);
+        let prev = (self.page > 1).then(|| self.link(path, self.page - 1));
+        let next = (self.page < pages).then(|| self.link(path, self.page + 1));
+        let resources: Vec<String> = items
+            .into_iter()
+            .skip((self.page - 1).saturating_mul(self.per_page))
+            .take(self.per_page)
+            .collect();
+        obj(&[
+            ("total_results", total.to_string()),
+            ("total_pages", pages.to_string()),
+            ("prev_url", js(prev)),
+            ("next_url", js(next)),
+            ("resources", format!("[{}]", resources.join(","))),
+        ])
+    }
+
+    /// CC's page link: relative, keys sorted (`order-direction`, `page`, every
+    /// `q`, `results-per-page`), Addressable's encoding (`:` and `,` kept).
+    fn link(&self, path: &str, page: usize) -> String {
+        let mut pairs: Vec<(&str, String)> = vec![
+            (
+                "order-direction",
+                if self.desc { "desc" } else { "asc" }.to_string(),
+            ),
+            ("page", page.to_string()),
+        ];
+        pairs.extend(self.q.iter().map(|q| ("q", q.clone())));
+        pairs.push(("results-per-page", self.per_page.to_string()));
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", link_encode(k), link_encode(v)))
+            .collect();
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+/// An ` IN ` list: comma-separated, empty items dropped.
+fn split_in(list: &str) -> Vec<String> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Percent-encodes all but what Addressable's `normalize` leaves in a query.
+fn link_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$'()*,=:@/?".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A JSON object from (key, raw JSON text) in this order (serde_json's `Value`
+/// would sort the keys).
+fn obj(members: &[(&str, String)]) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", js(k)))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+fn js(value: impl serde::Serialize) -> String {
+    serde_json::to_string(&value).expect("serializable")
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).expect("the fake renders JSON")
+}
+
+fn metadata(guid: &str, url: &str) -> String {
+    obj(&[
+        ("guid", js(guid)),
+        ("url", js(url)),
+        ("created_at", js(TIMESTAMP)),
+        ("updated_at", js(TIMESTAMP)),
+    ])
+}
+
+/// CC v2's service resource, keys in CC's order.
+fn service_resource(s: &V2Service) -> String {
+    let url = format!("/v2/services/{}", s.guid);
+    let entity = obj(&[
+        ("label", js(&s.label)),
+        ("provider", js(&s.provider)),
+        ("url", js(&s.url)),
+        ("description", js(&s.description)),
+        ("long_description", js(&s.long_description)),
+        ("version", js(&s.version)),
+        ("info_url", js(&s.info_url)),
+        ("active", js(s.active)),
+        ("bindable", js(s.bindable)),
+        ("unique_id", js(&s.unique_id)),
+        ("extra", js(&s.extra)),
+        ("tags", js(&s.tags)),
+        ("requires", js(&s.requires)),
+        ("documentation_url", js(&s.documentation_url)),
+        ("service_broker_guid", js(&s.service_broker_guid)),
+        ("plan_updateable", js(s.plan_updateable)),
+        ("service_plans_url", js(format!("{url}/service_plans"))),
+    ]);
+    obj(&[("metadata", metadata(&s.guid, &url)), ("entity", entity)])
+}
+
+/// CC v2's service plan resource, keys in CC's order.
+fn plan_resource(p: &V2Plan) -> String {
+    let url = format!("/v2/service_plans/{}", p.guid);
+    let entity = obj(&[
+        ("name", js(&p.name)),
+        ("free", js(p.free)),
+        ("description", js(&p.description)),
+        ("service_guid", js(&p.service_guid)),
+        ("extra", js(&p.extra)),
+        ("unique_id", js(&p.unique_id)),
+        ("public", js(p.public)),
+        ("active", js(p.active)),
+        ("bindable", js(p.bindable)),
+        (
+            "service_url",
+            js(format!("/v2/services/{}", p.service_guid)),
+        ),
+        (
+            "service_instances_url",
+            js(format!("{url}/service_instances")),
+        ),
+    ]);
+    obj(&[("metadata", metadata(&p.guid, &url)), ("entity", entity)])
+}
+
+/// CC v2's error document, `{"code","description","error_code"}` (in that
+/// order, which is also `Value`'s).
+pub fn v2_error_body(code: u64, description: &str, error_code: &str) -> Value {
+    json!({"code": code, "description": description, "error_code": error_code})
+}
+
+fn v2_error(status: u16, code: u64, description: &str, error_code: &str) -> Reply {
+    Reply::raw(
+        status,
+        v2_error_body(code, description, error_code).to_string(),
+        CC_JSON,
+    )
+}
+
+fn v2_json(status: u16, body: String) -> Reply {
+    Reply::raw(status, body, CC_JSON)
 }
