@@ -2070,3 +2070,59 @@ async fn cc_v2_mode_breaks_only_the_v2_catalog_and_every_call_is_counted() {
     assert_eq!(cc.last_v2_authorization(), None);
     assert!(cc.requests().len() > 12, "the recorded requests stay");
 }
+
+#[tokio::test]
+async fn cc_v3_organizations_list_holds_those_the_caller_sees() {
+    let cc = FakeCloudController::with_default_world().await;
+    cc.add_org("org-2", "second");
+    cc.add_space("space-2", "second-space", "org-2");
+    cc.add_org("org-3", "third");
+    cc.grant(OUTSIDER, Role::SpaceDeveloper, "space-2");
+    cc.grant(AUDITOR, Role::OrgUser, "org-3");
+
+    let list = |path: &'static str, who: String| {
+        let cc = &cc;
+        async move { guids(&v3_body(&v3_get(cc, path, Some(&who)).await, 200)) }
+    };
+    assert_eq!(
+        list("/v3/organizations", token::valid_token()).await,
+        [ORG_GUID, "org-2", "org-3"]
+    );
+    assert_eq!(
+        list("/v3/organizations", user_token(DEVELOPER)).await,
+        [ORG_GUID]
+    );
+    assert_eq!(
+        list("/v3/organizations", user_token(OUTSIDER)).await,
+        ["org-2"]
+    );
+    assert_eq!(
+        list("/v3/organizations", user_token(AUDITOR)).await,
+        [ORG_GUID, "org-3"],
+        "through a space role and an organization role"
+    );
+    assert!(list("/v3/organizations", user_token("user-nobody"))
+        .await
+        .is_empty());
+    assert_eq!(
+        list("/v3/organizations?names=third,second", token::valid_token()).await,
+        ["org-2", "org-3"]
+    );
+    let page = v3_body(
+        &v3_get(
+            &cc,
+            "/v3/organizations?per_page=1&page=2",
+            Some(&token::valid_token()),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(guids(&page), ["org-2"]);
+    assert_eq!(page["pagination"]["total_results"], 3);
+    assert_eq!(
+        page["pagination"]["next"]["href"],
+        format!("{}/v3/organizations?page=3&per_page=1", cc.url())
+    );
+    assert_eq!(cc.calls(Question::OrganizationsList), 7);
+    assert_eq!(cc.calls(Question::Organization), 0);
+}

@@ -1,6 +1,7 @@
 //! A fake Cloud Controller v3 on 127.0.0.1, for the gateway's authorization:
 //! it answers the v3 questions the gateway asks with the caller's own bearer
-//! token (a space, the spaces list, roles, a feature flag, an organization) in
+//! token (a space, the spaces list, roles, a feature flag, an organization, the
+//! organizations list) in
 //! the real CC's shapes, from a small world of organizations, spaces and role
 //! grants that tests set up and change while it runs.
 //!
@@ -252,15 +253,18 @@ pub enum Question {
     FeatureFlag,
     /// `GET /v3/organizations/:guid`
     Organization,
+    /// `GET /v3/organizations`
+    OrganizationsList,
 }
 
 impl Question {
-    pub const ALL: [Question; 5] = [
+    pub const ALL: [Question; 6] = [
         Question::Space,
         Question::SpacesList,
         Question::Roles,
         Question::FeatureFlag,
         Question::Organization,
+        Question::OrganizationsList,
     ];
 
     fn index(self) -> usize {
@@ -778,6 +782,7 @@ enum Route {
     Roles,
     FeatureFlag(String),
     Organization(String),
+    OrganizationsList,
     /// Anything else under `/v3/`: CC's 404 "Unknown request".
     Unknown,
 }
@@ -794,6 +799,7 @@ impl Route {
             ["v3", "spaces", guid] => Route::Space(guid.to_string()),
             ["v3", "roles"] => Route::Roles,
             ["v3", "feature_flags", name] => Route::FeatureFlag(name.to_string()),
+            ["v3", "organizations"] => Route::OrganizationsList,
             ["v3", "organizations", guid] => Route::Organization(guid.to_string()),
             _ => Route::Unknown,
         }
@@ -806,6 +812,7 @@ impl Route {
             Route::Roles => Some(Question::Roles),
             Route::FeatureFlag(_) => Some(Question::FeatureFlag),
             Route::Organization(_) => Some(Question::Organization),
+            Route::OrganizationsList => Some(Question::OrganizationsList),
             Route::Unknown => None,
         }
     }
@@ -882,6 +889,7 @@ async fn handle(state: &Mutex<State>, req: RecordedRequest) -> Reply {
                 None => not_found("Organization"),
             }
         }
+        Route::OrganizationsList => orgs_list(&state, &caller, &params),
         Route::Unknown => v3_error(404, "Unknown request", "CF-NotFound", 10000),
     }
 }
@@ -1100,6 +1108,26 @@ fn spaces_list(state: &State, caller: &Caller, params: &[(String, String)]) -> R
         params,
         &["guids", "names", "organization_guids"],
         spaces,
+    )
+}
+
+/// `GET /v3/organizations`, filters `guids`, `names`: the organizations the
+/// caller sees (a role in it or in one of its spaces, or a global scope).
+fn orgs_list(state: &State, caller: &Caller, params: &[(String, String)]) -> Reply {
+    let orgs: Vec<Value> = state
+        .orgs
+        .iter()
+        .filter(|o| state.sees_org(caller, &o.guid))
+        .filter(|o| passes(params, "guids", Some(&o.guid)))
+        .filter(|o| passes(params, "names", Some(&o.name)))
+        .map(|o| state.org_json(o))
+        .collect();
+    paged(
+        state,
+        "/v3/organizations",
+        params,
+        &["guids", "names"],
+        orgs,
     )
 }
 
