@@ -19,7 +19,13 @@
 //! 6. the cf CLI v6 sequences of `cf marketplace` and `cf create-service echo free NAME`.
 //! 7. plan visibility with the Cloud Controller as authorizer: a `public = false` plan (and an
 //!    offering whose only plan it is) is shown to admins, read-all tokens and members of its
-//!    organizations only.
+//!    organizations only; a space's offerings are those with a plan visible to the space's
+//!    organization, whoever asks.
+//! 8. no token is 401, a token without `cloud_controller.read` 403, the upstream unasked; a
+//!    space `[[spaces]]` does not list, let through by `accept_unknown_spaces`.
+//!
+//! Tests named `bug_…` are `#[ignore]`d: each shows a defect of `src/`, described in its doc
+//! comment, and fails until it is fixed (`cargo test --test catalog -- --ignored`).
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
@@ -31,9 +37,9 @@ use serde_json::{json, Value};
 use support::broker::MockBroker;
 use support::cc::{assert_cc_error, CC_JSON};
 use support::cc_v3::{
-    user_claims, user_token, v2_error_body, FakeCloudController, Mode, Role, DEVELOPER, OUTSIDER,
-    UPSTREAM_MYSQL_GUID, UPSTREAM_MYSQL_LABEL, UPSTREAM_MYSQL_PLAN_GUID, UPSTREAM_REDIS_GUID,
-    UPSTREAM_REDIS_LABEL, UPSTREAM_REDIS_PLAN_GUID,
+    user_claims, user_token, v2_error_body, FakeCloudController, Mode, Question, Role, DEVELOPER,
+    OUTSIDER, UPSTREAM_MYSQL_GUID, UPSTREAM_MYSQL_LABEL, UPSTREAM_MYSQL_PLAN_GUID,
+    UPSTREAM_REDIS_GUID, UPSTREAM_REDIS_LABEL, UPSTREAM_REDIS_PLAN_GUID,
 };
 use support::client::{self, Response};
 use support::gateway::{Gateway, GatewayConfig, BROKER_NAME, BROKER_TOKEN, PLAN_GUID, SPACE_GUID};
@@ -89,6 +95,9 @@ const OWN_PLANS: [&str; 4] = [
     PG_PRIVATE_PLAN_GUID,
     SECRET_PLAN_GUID,
 ];
+/// brokergate's offerings in a space of the seeded organization, whoever asks: those with a
+/// plan visible to the space's organization (not [`SECRET_SERVICE_GUID`], even for an admin).
+const OWN_SERVICES_IN_SPACE: [&str; 2] = [ECHO_SERVICE_GUID, PG_SERVICE_GUID];
 
 /// brokergate's catalog beyond the seed plan.
 fn catalog_toml() -> String {
@@ -661,32 +670,45 @@ fn split_merged(seen: &[String], upstream: &[&str], own: &[&str], desc: bool) ->
     rest
 }
 
-async fn assert_merged_walks(s: &Setup, path: &str, upstream: &[&str], own: &[&str]) {
+/// Walks `path` with 1, 2 and 4 a page, both ways; brokergate's part in each direction, the
+/// same whatever the page size.
+async fn assert_merged_walks(
+    s: &Setup,
+    path: &str,
+    upstream: &[&str],
+    own: &[&str],
+) -> (Vec<String>, Vec<String>) {
     let admin = admin();
-    let mut own_order: Option<Vec<String>> = None;
+    let mut asc: Option<Vec<String>> = None;
+    let mut desc: Option<Vec<String>> = None;
     for per_page in [1, 2, 4] {
         let seen = walk(s, &admin, path, "", &[], per_page, "asc").await;
         let rest = split_merged(&seen, upstream, own, false);
         assert_eq!(
-            own_order.get_or_insert_with(|| rest.clone()),
+            asc.get_or_insert_with(|| rest.clone()),
             &rest,
             "brokergate's order is the same whatever the page size"
         );
         let seen = walk(s, &admin, path, "", &[], per_page, "desc").await;
         let rest = split_merged(&seen, upstream, own, true);
-        let mut reversed = own_order.clone().unwrap();
-        reversed.reverse();
         assert_eq!(
-            rest, reversed,
-            "desc reverses each list, per_page {per_page}"
+            desc.get_or_insert_with(|| rest.clone()),
+            &rest,
+            "brokergate's order is the same whatever the page size (desc)"
         );
     }
+    (asc.unwrap(), desc.unwrap())
 }
 
 #[tokio::test]
 async fn services_are_the_upstreams_then_brokergates_page_by_page() {
     let s = start().await;
-    assert_merged_walks(&s, "/v2/services", &UPSTREAM_SERVICES, &OWN_SERVICES).await;
+    let (asc, _) = assert_merged_walks(&s, "/v2/services", &UPSTREAM_SERVICES, &OWN_SERVICES).await;
+    // brokergate's part in catalog order (label).
+    assert_eq!(
+        asc,
+        [PG_SERVICE_GUID, SECRET_SERVICE_GUID, ECHO_SERVICE_GUID]
+    );
 
     // The links, exactly: page 2 of 2 holds the upstream's last and brokergate's first.
     let page = ok(&get(&s.gw, "/v2/services?page=2&results-per-page=2", &admin()).await);
@@ -717,7 +739,17 @@ async fn services_are_the_upstreams_then_brokergates_page_by_page() {
 #[tokio::test]
 async fn service_plans_are_the_upstreams_then_brokergates_page_by_page() {
     let s = start().await;
-    assert_merged_walks(&s, "/v2/service_plans", &UPSTREAM_PLANS, &OWN_PLANS).await;
+    let (asc, _) = assert_merged_walks(&s, "/v2/service_plans", &UPSTREAM_PLANS, &OWN_PLANS).await;
+    // brokergate's part in catalog order (offering label, plan name).
+    assert_eq!(
+        asc,
+        [
+            PG_PRIVATE_PLAN_GUID,
+            PG_PLAN_GUID,
+            SECRET_PLAN_GUID,
+            PLAN_GUID
+        ]
+    );
     let all = ok(&get(&s.gw, "/v2/service_plans", &admin()).await);
     assert_eq!(all["total_results"], 7);
     assert_eq!(
@@ -733,7 +765,56 @@ async fn service_plans_are_the_upstreams_then_brokergates_page_by_page() {
 async fn a_spaces_services_are_the_upstreams_then_brokergates_page_by_page() {
     let s = start().await;
     let path = format!("/v2/spaces/{SPACE_GUID}/services");
-    assert_merged_walks(&s, &path, &UPSTREAM_SERVICES, &OWN_SERVICES).await;
+    assert_merged_walks(&s, &path, &UPSTREAM_SERVICES, &OWN_SERVICES_IN_SPACE).await;
+}
+
+/// With `order-direction=desc` the merged list is the upstream's list reversed, then
+/// brokergate's reversed (`cc::merge`'s rule: "`desc` reverses each list, not their
+/// concatenation"). brokergate's part comes in ascending order instead, on every merged list
+/// and on an offering's plans: `GET /v2/services?order-direction=desc` gives upstream-third,
+/// upstream-redis, upstream-mysql, then bg-postgres, bg-secret, echo (ascending) where echo,
+/// bg-secret, bg-postgres is due.
+#[tokio::test]
+#[ignore = "bug: brokergate's entries are not reversed for order-direction=desc"]
+async fn bug_desc_reverses_brokergates_entries_too() {
+    let s = start().await;
+    let admin = admin();
+    for (path, upstream, own) in [
+        (
+            "/v2/services".to_string(),
+            &UPSTREAM_SERVICES[..],
+            &OWN_SERVICES[..],
+        ),
+        (
+            "/v2/service_plans".to_string(),
+            &UPSTREAM_PLANS[..],
+            &OWN_PLANS[..],
+        ),
+        (
+            format!("/v2/spaces/{SPACE_GUID}/services"),
+            &UPSTREAM_SERVICES[..],
+            &OWN_SERVICES_IN_SPACE[..],
+        ),
+    ] {
+        let asc = walk(&s, &admin, &path, "", &[], 100, "asc").await;
+        let asc = split_merged(&asc, upstream, own, false);
+        let desc = walk(&s, &admin, &path, "", &[], 100, "desc").await;
+        let desc = split_merged(&desc, upstream, own, true);
+        let mut reversed = asc.clone();
+        reversed.reverse();
+        assert_eq!(desc, reversed, "{path}: desc reverses brokergate's part");
+    }
+    let of_pg = format!("/v2/services/{PG_SERVICE_GUID}/service_plans");
+    let asc = guids(&ok(&get(&s.gw, &of_pg, &admin).await));
+    let desc = guids(&ok(&get(
+        &s.gw,
+        &format!("{of_pg}?order-direction=desc"),
+        &admin,
+    )
+    .await));
+    let mut reversed = asc.clone();
+    reversed.reverse();
+    assert_eq!(desc, reversed, "{of_pg}");
 }
 
 #[tokio::test]
@@ -866,17 +947,16 @@ async fn q_service_guid_only_brokergate_knows_asks_no_upstream() {
 async fn the_callers_authorization_and_request_id_reach_the_upstream() {
     let s = start().await;
     let token = user_token(DEVELOPER);
-    let paths = [
+    // Merged: brokergate asks, with its own request id (the caller's, `::` and a uuid), which
+    // the caller gets back.
+    let merged = [
         "/v2/services".to_string(),
         "/v2/services?q=label:echo".to_string(),
         "/v2/service_plans?results-per-page=2&page=2".to_string(),
         format!("/v2/service_plans?q=service_guid:{UPSTREAM_MYSQL_GUID}"),
         format!("/v2/spaces/{SPACE_GUID}/services"),
-        format!("/v2/services/{UPSTREAM_MYSQL_GUID}"),
-        format!("/v2/services/{UPSTREAM_MYSQL_GUID}/service_plans"),
-        format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}"),
     ];
-    for (i, path) in paths.iter().enumerate() {
+    for (i, path) in merged.iter().enumerate() {
         s.cc.reset_v2_calls();
         let id = format!("catalog-test-{i}");
         let r = get_with_id(&s.gw, path, &token, &id).await;
@@ -889,8 +969,30 @@ async fn the_callers_authorization_and_request_id_reach_the_upstream() {
         );
         let sent = s.cc.last_v2_request_id().unwrap_or_default();
         let answered = r.header("x-vcap-request-id").unwrap_or_default();
-        assert!(sent.starts_with(&id), "{path}: upstream got {sent:?}");
+        assert!(
+            sent.starts_with(&format!("{id}::")),
+            "{path}: upstream got {sent:?}"
+        );
         assert_eq!(sent, answered, "{path}: the request's own id");
+    }
+    // Not brokergate's guids: passed on as they came, headers and all.
+    let passed = [
+        format!("/v2/services/{UPSTREAM_MYSQL_GUID}"),
+        format!("/v2/services/{UPSTREAM_MYSQL_GUID}/service_plans"),
+        format!("/v2/service_plans/{UPSTREAM_MYSQL_PLAN_GUID}"),
+    ];
+    for (i, path) in passed.iter().enumerate() {
+        s.cc.reset_v2_calls();
+        let id = format!("passed-{i}");
+        let r = get_with_id(&s.gw, path, &token, &id).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(s.cc.v2_calls(""), 1, "{path}");
+        assert_eq!(
+            s.cc.last_v2_authorization(),
+            Some(format!("bearer {token}")),
+            "{path}"
+        );
+        assert_eq!(s.cc.last_v2_request_id(), Some(id), "{path}");
     }
 }
 
@@ -1001,7 +1103,9 @@ async fn an_upstream_refusing_connections_is_502() {
 // 6. The cf CLI v6
 // ---------------------------------------------------------------------------------------------
 
-/// `cf marketplace`: the space's offerings (every page), then each offering's plans.
+/// `cf marketplace`: the space's offerings (every page), then each offering's plans. (As an
+/// admin: the plans list shows `bg-postgres`'s private plan too, while the space, in the
+/// seeded organization, does not show `bg-secret`, whose only plan is for another one.)
 #[tokio::test]
 async fn cf_marketplace_sees_every_offering_with_its_plans() {
     let s = start().await;
@@ -1047,7 +1151,6 @@ async fn cf_marketplace_sees_every_offering_with_its_plans() {
         (UPSTREAM_THIRD_LABEL, row(&[("third-plan", true)])),
         ("echo", row(&[("free", true)])),
         (PG_LABEL, row(&[("private", true), ("standard", false)])),
-        (SECRET_LABEL, row(&[("secret", true)])),
     ]
     .into_iter()
     .map(|(l, r)| (l.to_string(), r))
@@ -1150,6 +1253,7 @@ async fn a_private_plan_is_shown_to_admins_readers_of_all_and_its_organizations_
         .map(|s| s.to_string())
         .collect();
     let all_plans: BTreeSet<String> = OWN_PLANS.iter().map(|s| s.to_string()).collect();
+    s.cc.reset_calls();
 
     let callers = [
         ("admin", admin(), true),
@@ -1221,6 +1325,11 @@ async fn a_private_plan_is_shown_to_admins_readers_of_all_and_its_organizations_
         }
     }
 
+    assert!(
+        s.cc.calls(Question::OrganizationsList) >= 1,
+        "the members' organizations asked of the Cloud Controller"
+    );
+
     // A space's offerings, for its own members.
     let in_org2 = own_seen(
         &s,
@@ -1238,4 +1347,80 @@ async fn a_private_plan_is_shown_to_admins_readers_of_all_and_its_organizations_
     )
     .await;
     assert_eq!(in_org1, public_services);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Who may ask at all; spaces brokergate's static configuration does not list
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn no_token_is_401_and_a_token_without_read_is_403_and_no_one_is_asked() {
+    let s = start().await;
+    let no_read = token::Claims::new().scopes(&["openid"]).sign();
+    let mut paths = merged_paths();
+    paths.extend([
+        format!("/v2/services/{PG_SERVICE_GUID}"),
+        format!("/v2/services/{PG_SERVICE_GUID}/service_plans"),
+        format!("/v2/service_plans/{PLAN_GUID}"),
+    ]);
+    for path in &paths {
+        let url = format!("{}{path}", s.gw.url());
+        let r = client::get(&url, None).await;
+        assert_cc_error(&r, 401, 10002, "CF-NotAuthenticated");
+        let r = client::get(&url, Some(&no_read)).await;
+        assert_cc_error(&r, 403, 10007, "CF-InsufficientScope");
+    }
+    assert_eq!(s.cc.v2_calls(""), 0, "{:?}", s.cc.v2_requests());
+}
+
+/// With static authorization and `accept_unknown_spaces`, a space the upstream knows but
+/// `[[spaces]]` does not list shows the upstream's offerings, then brokergate's with a public
+/// plan (no organization is known to admit a restricted one).
+#[tokio::test]
+async fn an_unlisted_space_let_through_shows_the_upstreams_and_brokergates_public_offerings() {
+    let s = start_with(|c| c.static_authorization().accept_unknown_spaces(true)).await;
+    let path = format!("/v2/spaces/{SPACE2_GUID}/services");
+    let seen = walk(&s, &admin(), &path, "", &[], 2, "asc").await;
+    split_merged(
+        &seen,
+        &UPSTREAM_SERVICES,
+        &[ECHO_SERVICE_GUID, PG_SERVICE_GUID],
+        false,
+    );
+}
+
+/// With static authorization (and `accept_unknown_spaces = false`, the default), `GET
+/// /v2/spaces/:guid/services` for a space the upstream knows but `[[spaces]]` does not list
+/// is brokergate's 404 40004 "The app space could not be found", although the upstream
+/// answered 200 with its offerings: `cf marketplace` in any space brokergate does not
+/// provision into loses the upstream's whole marketplace, which it showed before the catalog
+/// routes existed (they passed upstream). Expected: the upstream's page, with brokergate's
+/// entries it may show (none, or the public ones).
+#[tokio::test]
+#[ignore = "bug: an unlisted space's services are 404 although the upstream answered 200"]
+async fn bug_an_unlisted_space_keeps_the_upstreams_offerings() {
+    let s = start().await;
+    let r = get(
+        &s.gw,
+        &format!("/v2/spaces/{SPACE2_GUID}/services"),
+        &admin(),
+    )
+    .await;
+    let list = ok(&r);
+    assert_eq!(guids(&list)[..3], strings(&UPSTREAM_SERVICES)[..], "{list}");
+}
+
+/// The Cloud Controller reads a boolean `q` value `t` or `true` as true (`Query`'s
+/// `clean_up_boolean`), and the upstream filters so; brokergate matches only the text of
+/// `true`/`false`, so `GET /v2/services?q=active:t` lists the upstream's active offerings and
+/// none of brokergate's (total 3 of 6).
+#[tokio::test]
+#[ignore = "bug: q=active:t matches none of brokergate's entries"]
+async fn bug_q_active_t_is_true_as_the_cloud_controller_reads_it() {
+    let s = start().await;
+    let admin = admin();
+    let all = ok(&get(&s.gw, "/v2/services?q=active:true", &admin).await);
+    let t = ok(&get(&s.gw, "/v2/services?q=active:t", &admin).await);
+    assert_eq!(all["total_results"], 6);
+    assert_eq!(guids(&t), guids(&all), "{t}");
 }
