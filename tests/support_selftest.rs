@@ -2126,3 +2126,47 @@ async fn cc_v3_organizations_list_holds_those_the_caller_sees() {
     assert_eq!(cc.calls(Question::OrganizationsList), 7);
     assert_eq!(cc.calls(Question::Organization), 0);
 }
+
+#[tokio::test]
+async fn cc_v2_instance_lists_are_empty_v2_lists() {
+    let cc = FakeCloudController::with_default_world().await;
+    let list = v2_body(&v2_get(&cc, "/v2/service_instances").await, 200);
+    assert_eq!(
+        list,
+        json!({"total_results": 0, "total_pages": 1, "prev_url": null, "next_url": null,
+               "resources": []})
+    );
+    let page = v2_body(
+        &v2_get(
+            &cc,
+            &format!(
+                "/v2/spaces/{SPACE_GUID}/service_instances?q=name:x&page=2&results-per-page=5"
+            ),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(
+        page["prev_url"],
+        format!("/v2/spaces/{SPACE_GUID}/service_instances?order-direction=asc&page=1&q=name:x&results-per-page=5")
+    );
+    let r = v2_get(&cc, "/v2/spaces/no-such/service_instances").await;
+    assert_eq!(
+        v2_body(&r, 404),
+        v2_error_body(
+            40004,
+            "The app space could not be found: no-such",
+            "CF-SpaceNotFound"
+        )
+    );
+    let r = v2_get(&cc, "/v2/service_instances?q=label:x").await;
+    assert_eq!(v2_body(&r, 400), bad_query("label"));
+    cc.set_v2_mode(cc_v3::Mode::Status(503));
+    assert_eq!(v2_get(&cc, "/v2/service_instances").await.status, 503);
+    assert_eq!(cc.v2_calls("/v2/service_instances"), 3);
+    assert_eq!(cc.v2_calls("/v2/spaces/"), 2);
+    // Not a list: passed as before.
+    cc.set_v2_mode(cc_v3::Mode::Normal);
+    let one = v2_get(&cc, "/v2/service_instances/abc").await;
+    assert_eq!(one.json()["from"], "upstream");
+}

@@ -15,13 +15,16 @@
 //! `/v2/services/:guid/service_plans`, `/v2/service_plans`,
 //! `/v2/service_plans/:guid` and `/v2/spaces/:guid/services`, with v2 paging
 //! (`page`, `results-per-page`, `order-direction`, `q`) and v2 errors. See
-//! [`FakeCloudController::add_v2_service`].
+//! [`FakeCloudController::add_v2_service`]. It holds no service instances of its
+//! own: `GET /v2/service_instances` and `/v2/spaces/:guid/service_instances` are
+//! empty v2 lists (what brokergate merges its own instances after).
 //!
 //! Everything else is answered as
 //! [`MockUpstream`](super::upstream::MockUpstream) does, so one fake can also
 //! be the gateway's `[upstream]`; a [`Mode`] set with
 //! [`FakeCloudController::set_mode`] breaks the `/v3/` answers only, one set
-//! with [`FakeCloudController::set_v2_mode`] the v2 catalog's only.
+//! with [`FakeCloudController::set_v2_mode`] only those of the v2 catalog and
+//! the instance lists.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -712,13 +715,14 @@ impl FakeCloudController {
         parse(&plan_resource(plan))
     }
 
-    /// How the v2 catalog's paths answer from now on (the `/v3/` ones keep
-    /// theirs: see [`Self::set_mode`]).
+    /// How the v2 catalog's paths and the instance lists answer from now on
+    /// (the `/v3/` ones keep theirs: see [`Self::set_mode`]).
     pub fn set_v2_mode(&self, mode: Mode) {
         self.lock().v2_mode = mode;
     }
 
-    /// v2 catalog requests (the `GET`s the module doc lists, in every mode)
+    /// v2 list and catalog requests (the `GET`s the module doc lists, the
+    /// instance lists included, in every mode)
     /// received since the start or the last [`Self::reset_v2_calls`] whose path,
     /// query included and exactly as sent, starts with `path_prefix`:
     /// `v2_calls("/v2/service_plans")` counts the list and each single plan,
@@ -1292,6 +1296,10 @@ enum V2Route {
     Plan(String),
     /// `/v2/spaces/:guid/services`
     SpaceServices(String),
+    /// `/v2/service_instances`: the upstream's own instances, none.
+    Instances,
+    /// `/v2/spaces/:guid/service_instances`: none.
+    SpaceInstances(String),
 }
 
 impl V2Route {
@@ -1308,6 +1316,10 @@ impl V2Route {
             ["v2", "service_plans"] => V2Route::Plans,
             ["v2", "service_plans", guid] => V2Route::Plan(guid.to_string()),
             ["v2", "spaces", guid, "services"] => V2Route::SpaceServices(guid.to_string()),
+            ["v2", "service_instances"] => V2Route::Instances,
+            ["v2", "spaces", guid, "service_instances"] => {
+                V2Route::SpaceInstances(guid.to_string())
+            }
             _ => return None,
         })
     }
@@ -1371,18 +1383,49 @@ async fn v2_handle(state: &Mutex<State>, req: RecordedRequest, route: V2Route) -
         },
         V2Route::SpaceServices(guid) => {
             if state.space(&guid).is_none() {
-                return v2_error(
-                    404,
-                    40004,
-                    &format!("The app space could not be found: {guid}"),
-                    "CF-SpaceNotFound",
-                );
+                return space_not_found(&guid);
             }
             // Every offering is taken to have a plan visible in every space.
             let all: Vec<&V2Service> = state.v2_services.iter().collect();
             services_page(&params, &format!("/v2/spaces/{guid}/services"), all)
         }
+        V2Route::Instances => no_instances(&params, "/v2/service_instances"),
+        V2Route::SpaceInstances(guid) => {
+            if state.space(&guid).is_none() {
+                return space_not_found(&guid);
+            }
+            no_instances(&params, &format!("/v2/spaces/{guid}/service_instances"))
+        }
     }
+}
+
+/// The `q` fields of CC's service instance lists.
+const V2_INSTANCE_FILTERS: [&str; 7] = [
+    "name",
+    "space_guid",
+    "service_plan_guid",
+    "service_binding_guid",
+    "gateway_name",
+    "organization_guid",
+    "service_key_guid",
+];
+
+/// The upstream's own service instances: an empty v2 list, paged and checked
+/// like the others.
+fn no_instances(params: &[(String, String)], path: &str) -> Reply {
+    match V2Query::parse(params, &V2_INSTANCE_FILTERS) {
+        Ok(query) => v2_json(200, query.render(path, Vec::new())),
+        Err(reply) => reply,
+    }
+}
+
+fn space_not_found(guid: &str) -> Reply {
+    v2_error(
+        404,
+        40004,
+        &format!("The app space could not be found: {guid}"),
+        "CF-SpaceNotFound",
+    )
 }
 
 impl State {
