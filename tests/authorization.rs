@@ -1167,7 +1167,13 @@ async fn every_page_of_the_callers_spaces_counts_and_too_many_is_503_not_a_short
     cc.clear_requests();
     let manager = user_token(ORG_MANAGER);
     assert_listed(&read(&gw, INSTANCES, &manager).await, &[&first, &last]);
-    let pages: Vec<String> = cc.requests().into_iter().map(|r| r.path).collect();
+    // The v3 calls only: the list also asks the upstream for its own instances.
+    let pages: Vec<String> = cc
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p.starts_with("/v3/"))
+        .collect();
     assert_eq!(
         pages,
         [

@@ -23,9 +23,8 @@
 //!    organization, whoever asks.
 //! 8. no token is 401, a token without `cloud_controller.read` 403, the upstream unasked; a
 //!    space `[[spaces]]` does not list, let through by `accept_unknown_spaces`.
-//!
-//! Tests named `bug_…` are `#[ignore]`d: each shows a defect of `src/`, described in its doc
-//! comment, and fails until it is fixed (`cargo test --test catalog -- --ignored`).
+//! 9. `order-direction=desc` reverses each part; an unlisted space keeps the upstream's
+//!    offerings; `q=active:t` is true, as the Cloud Controller reads it.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
@@ -769,14 +768,10 @@ async fn a_spaces_services_are_the_upstreams_then_brokergates_page_by_page() {
 }
 
 /// With `order-direction=desc` the merged list is the upstream's list reversed, then
-/// brokergate's reversed (`cc::merge`'s rule: "`desc` reverses each list, not their
-/// concatenation"). brokergate's part comes in ascending order instead, on every merged list
-/// and on an offering's plans: `GET /v2/services?order-direction=desc` gives upstream-third,
-/// upstream-redis, upstream-mysql, then bg-postgres, bg-secret, echo (ascending) where echo,
-/// bg-secret, bg-postgres is due.
+/// brokergate's reversed (`cc::merge`'s rule: each list in its own order), on every merged
+/// list and on an offering's plans.
 #[tokio::test]
-#[ignore = "bug: brokergate's entries are not reversed for order-direction=desc"]
-async fn bug_desc_reverses_brokergates_entries_too() {
+async fn desc_reverses_brokergates_entries_too() {
     let s = start().await;
     let admin = admin();
     for (path, upstream, own) in [
@@ -1389,16 +1384,10 @@ async fn an_unlisted_space_let_through_shows_the_upstreams_and_brokergates_publi
     );
 }
 
-/// With static authorization (and `accept_unknown_spaces = false`, the default), `GET
-/// /v2/spaces/:guid/services` for a space the upstream knows but `[[spaces]]` does not list
-/// is brokergate's 404 40004 "The app space could not be found", although the upstream
-/// answered 200 with its offerings: `cf marketplace` in any space brokergate does not
-/// provision into loses the upstream's whole marketplace, which it showed before the catalog
-/// routes existed (they passed upstream). Expected: the upstream's page, with brokergate's
-/// entries it may show (none, or the public ones).
+/// A space the upstream shows the caller but `[[spaces]]` does not list keeps the upstream's
+/// offerings (`cf marketplace` anywhere), with brokergate's public ones after them.
 #[tokio::test]
-#[ignore = "bug: an unlisted space's services are 404 although the upstream answered 200"]
-async fn bug_an_unlisted_space_keeps_the_upstreams_offerings() {
+async fn an_unlisted_space_keeps_the_upstreams_offerings() {
     let s = start().await;
     let r = get(
         &s.gw,
@@ -1410,13 +1399,9 @@ async fn bug_an_unlisted_space_keeps_the_upstreams_offerings() {
     assert_eq!(guids(&list)[..3], strings(&UPSTREAM_SERVICES)[..], "{list}");
 }
 
-/// The Cloud Controller reads a boolean `q` value `t` or `true` as true (`Query`'s
-/// `clean_up_boolean`), and the upstream filters so; brokergate matches only the text of
-/// `true`/`false`, so `GET /v2/services?q=active:t` lists the upstream's active offerings and
-/// none of brokergate's (total 3 of 6).
+/// The Cloud Controller reads a boolean `q` value `t` or `true` as true; so does brokergate.
 #[tokio::test]
-#[ignore = "bug: q=active:t matches none of brokergate's entries"]
-async fn bug_q_active_t_is_true_as_the_cloud_controller_reads_it() {
+async fn q_active_t_is_true_as_the_cloud_controller_reads_it() {
     let s = start().await;
     let admin = admin();
     let all = ok(&get(&s.gw, "/v2/services?q=active:true", &admin).await);

@@ -81,10 +81,13 @@ pub fn service_plans<'a>(
             .await
         {
             Ok(plans) => {
-                let plans: Vec<&Plan> = plans
+                let mut plans: Vec<&Plan> = plans
                     .into_iter()
                     .filter(|p| plan_matches_query(p, &q))
                     .collect();
+                if q.direction == list::Direction::Desc {
+                    plans.reverse();
+                }
                 let rendered = window(&plans, q.offset(), q.limit(), |p| plan_bytes(req.rt, p));
                 ok(list::render_page(
                     req.path,
@@ -196,7 +199,8 @@ fn merge<T>(
     merged: MergedList<T>,
     render: impl Fn(&T) -> Vec<u8>,
 ) -> Disposition {
-    let upstream = match merged.upstream {
+    let MergedList { upstream, mut own } = merged;
+    let upstream = match upstream {
         None => UpstreamPage::empty(),
         Some(answer) if answer.status != 200 => {
             return Disposition::Reply(Answer {
@@ -213,16 +217,20 @@ fn merge<T>(
             }
         },
     };
+    if q.direction == list::Direction::Desc {
+        // Each list in its own order, reversed: brokergate's as the upstream reverses its own.
+        own.reverse();
+    }
     let own_window = upstream.own_window(q);
-    let own = window(
-        &merged.own,
+    let page = window(
+        &own,
         own_window.offset,
         u64::from(own_window.limit),
         &render,
     );
     Disposition::Reply(Answer {
         status: 200,
-        body: render_merged(path, q, &upstream, merged.own.len() as u64, &own),
+        body: render_merged(path, q, &upstream, own.len() as u64, &page),
         location: None,
     })
 }
@@ -264,6 +272,18 @@ fn refuse(out: &mut Outcome, e: &CatalogError, not_found: ApiError) -> Dispositi
     }
 }
 
+/// A filter's values, booleans read as the Cloud Controller reads them (`t` and `true` are
+/// true, anything else false).
+fn values_of(field: &str, values: &[String]) -> Vec<String> {
+    if field != "active" {
+        return values.to_vec();
+    }
+    values
+        .iter()
+        .map(|v| matches!(v.as_str(), "t" | "true").to_string())
+        .collect()
+}
+
 fn service_filters(q: &list::ListQuery) -> Vec<(ServiceFilter, Vec<String>)> {
     q.filters
         .iter()
@@ -277,7 +297,7 @@ fn service_filters(q: &list::ListQuery) -> Vec<(ServiceFilter, Vec<String>)> {
                 // `parse` admits only SERVICE_FIELDS.
                 _ => return None,
             };
-            Some((field, f.values.clone()))
+            Some((field, values_of(f.field, &f.values)))
         })
         .collect()
 }
@@ -295,7 +315,7 @@ fn plan_filters(q: &list::ListQuery) -> Vec<(PlanFilter, Vec<String>)> {
                 // `parse` admits only PLAN_FIELDS.
                 _ => return None,
             };
-            Some((field, f.values.clone()))
+            Some((field, values_of(f.field, &f.values)))
         })
         .collect()
 }

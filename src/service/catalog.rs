@@ -218,12 +218,17 @@ impl Catalog {
             .space(&cx, space_guid)
             .await
             .map_err(CatalogError::AuthorizationUnavailable)?;
-        let Some(space) = space else {
-            return Err(CatalogError::SpaceNotFound {
-                guid: space_guid.into(),
-            });
+        let org = match space {
+            Some(space) => space.organization_guid,
+            // The upstream showed the caller the space: one brokergate does not provision
+            // into, whose organization it does not know — its public plans only.
+            None if upstream.is_some() => None,
+            None => {
+                return Err(CatalogError::SpaceNotFound {
+                    guid: space_guid.into(),
+                })
+            }
         };
-        let org = space.organization_guid;
         let in_space: Vec<&Plan> = rt
             .plans()
             .filter(|p| p.visibility.admits(org.as_deref()))

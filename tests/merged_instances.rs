@@ -1,0 +1,250 @@
+//! The instance lists merged with the upstream Cloud Controller's: `GET /v2/service_instances`
+//! and `GET /v2/spaces/:guid/service_instances` — the upstream's instances first, then
+//! brokergate's, page by page, `total_results` summed and the links rebuilt; the upstream asked
+//! once per page with the client's query and token, and not at all for a plan only brokergate
+//! serves; its refusals passed through as they came; a space's list with its relations inlined.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use support::broker::MockBroker;
+use support::client::{create, create_body, get, send};
+use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, PLAN_GUID, SPACE_GUID};
+use support::recorded::RecordedRequest;
+use support::server::{Handler, Reply, TestServer};
+use support::token;
+
+/// How the fake upstream answers its instance lists.
+#[derive(Clone, Copy)]
+enum Answers {
+    /// A v2 list of `n` instances, paged as asked.
+    List(usize),
+    /// This status with a CF error body.
+    Status(u16),
+}
+
+/// A fake Cloud Controller holding `n` instances of its own, `upstream-0` … `upstream-{n-1}`.
+async fn upstream_with(answers: Arc<Mutex<Answers>>) -> TestServer {
+    let handler: Handler = Arc::new(move |req: RecordedRequest| {
+        let answers = *answers.lock().unwrap();
+        Box::pin(async move {
+            match answers {
+                Answers::Status(status) => Reply::json(
+                    status,
+                    &json!({"code": 10001, "description": "upstream says no", "error_code": "CF-ServerError"}),
+                ),
+                Answers::List(n) => Reply::json(200, &page_of(&req, n)),
+            }
+        })
+    });
+    TestServer::start(handler).await
+}
+
+/// The upstream's page: `page` and `results-per-page` from the query, as the Cloud Controller.
+fn page_of(req: &RecordedRequest, n: usize) -> Value {
+    let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let param = |name: &str, default: usize| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (page, per_page) = (param("page", 1), param("results-per-page", 50));
+    let resources: Vec<Value> = (0..n)
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|i| {
+            json!({"metadata": {"guid": format!("upstream-guid-{i}")},
+                   "entity": {"name": format!("upstream-{i}"), "type": "managed_service_instance"}})
+        })
+        .collect();
+    json!({"total_results": n, "total_pages": n.div_ceil(per_page).max(1),
+           "prev_url": null, "next_url": null, "resources": resources})
+}
+
+fn names(page: &Value) -> Vec<String> {
+    page["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["entity"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A gateway in front of `upstream` holding two instances, `own-0` and `own-1`.
+async fn gateway_before(upstream: &TestServer) -> (MockBroker, Gateway) {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let gw = Gateway::start(
+        GatewayConfig::new(&broker.url())
+            .upstream(&upstream.url())
+            .static_authorization(),
+    )
+    .await;
+    for i in 0..2 {
+        let created = create(
+            &gw.url(),
+            Some(&token::valid_token()),
+            create_body(&format!("own-{i}")),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{created:?}");
+    }
+    (broker, gw)
+}
+
+#[tokio::test]
+async fn the_list_is_the_upstreams_then_brokergates_page_by_page() {
+    let answers = Arc::new(Mutex::new(Answers::List(3)));
+    let upstream = upstream_with(answers.clone()).await;
+    let (_broker, gw) = gateway_before(&upstream).await;
+    let bearer = token::valid_token();
+    upstream.clear_requests();
+
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let url = format!(
+            "{}/v2/service_instances?results-per-page=2&page={page}",
+            gw.url()
+        );
+        let resp = get(&url, Some(&bearer)).await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let body = resp.json();
+        assert_eq!(body["total_results"], 5);
+        assert_eq!(body["total_pages"], 3);
+        let next = (page < 3).then(|| {
+            format!(
+                "/v2/service_instances?order-direction=asc&page={}&results-per-page=2",
+                page + 1
+            )
+        });
+        assert_eq!(body["next_url"], json!(next), "page {page}");
+        seen.extend(names(&body));
+    }
+    assert_eq!(
+        seen,
+        ["upstream-0", "upstream-1", "upstream-2", "own-0", "own-1"]
+    );
+    // The upstream was asked once per page, with the client's query and token.
+    let asked = upstream.requests();
+    assert_eq!(asked.len(), 3);
+    assert_eq!(
+        asked[2].path,
+        "/v2/service_instances?results-per-page=2&page=3"
+    );
+    assert_eq!(
+        asked[0].header("authorization"),
+        Some(format!("bearer {bearer}"))
+    );
+    assert!(asked[0].header("x-vcap-request-id").is_some());
+}
+
+#[tokio::test]
+async fn a_plan_only_brokergate_serves_is_not_asked_for_and_refusals_pass_through() {
+    let answers = Arc::new(Mutex::new(Answers::List(3)));
+    let upstream = upstream_with(answers.clone()).await;
+    let (_broker, gw) = gateway_before(&upstream).await;
+    let bearer = token::valid_token();
+    upstream.clear_requests();
+
+    let url = format!(
+        "{}/v2/service_instances?q=service_plan_guid:{PLAN_GUID}",
+        gw.url()
+    );
+    let resp = get(&url, Some(&bearer)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(names(&resp.json()), ["own-0", "own-1"]);
+    assert!(
+        upstream.requests().is_empty(),
+        "not asked for a plan of brokergate's"
+    );
+
+    // An upstream refusal comes back as it came; nothing of brokergate's is added.
+    *answers.lock().unwrap() = Answers::Status(503);
+    let resp = get(&format!("{}/v2/service_instances", gw.url()), Some(&bearer)).await;
+    assert_eq!(resp.status, 503, "{resp:?}");
+    assert_eq!(resp.json()["description"], "upstream says no");
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_is_502_never_a_partial_list() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let down = format!("http://127.0.0.1:{}", support::refused_port());
+    let gw = Gateway::start(
+        GatewayConfig::new(&broker.url())
+            .upstream(&down)
+            .static_authorization(),
+    )
+    .await;
+    let created = create(&gw.url(), Some(&token::valid_token()), create_body("own")).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let resp = get(
+        &format!("{}/v2/service_instances", gw.url()),
+        Some(&token::valid_token()),
+    )
+    .await;
+    support::cc::assert_cc_error(&resp, 502, 10001, "CF-ServerError");
+}
+
+#[tokio::test]
+async fn a_spaces_list_inlines_plan_bindings_and_keys_of_brokergates_instances() {
+    let answers = Arc::new(Mutex::new(Answers::List(1)));
+    let upstream = upstream_with(answers).await;
+    let (_broker, gw) = gateway_before(&upstream).await;
+    let bearer = token::valid_token();
+    // A binding of own-0.
+    let own = get(
+        &format!(
+            "{}/v2/spaces/{SPACE_GUID}/service_instances?q=name:own-0",
+            gw.url()
+        ),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(own.status, 200, "{own:?}");
+    let body = own.json();
+    // The upstream's one instance (its fake ignores q), then own-0.
+    assert_eq!(names(&body), ["upstream-0", "own-0"]);
+    let guid = body["resources"][1]["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let auth = format!("bearer {bearer}");
+    let bound = send(
+        "POST",
+        &format!("{}/v2/service_bindings", gw.url()),
+        &[("Authorization", auth.as_str())],
+        json!({"service_instance_guid": guid, "app_guid": "app-1"}),
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{bound:?}");
+
+    let url = format!(
+        "{}/v2/spaces/{SPACE_GUID}/service_instances?return_user_provided_service_instances=true&q=name%3Aown-0&inline-relations-depth=1",
+        gw.url()
+    );
+    let resp = get(&url, Some(&bearer)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let ours = &resp.json()["resources"][1]["entity"];
+    assert_eq!(ours["name"], "own-0");
+    assert_eq!(ours["service_plan"]["metadata"]["guid"], PLAN_GUID);
+    assert_eq!(
+        ours["service_plan"]["entity"]["service_guid"],
+        "3dcca525-780d-5783-84f7-8a1c014e5780"
+    );
+    assert_eq!(ours["service_bindings"].as_array().unwrap().len(), 1);
+    assert_eq!(ours["service_bindings"][0]["entity"]["app_guid"], "app-1");
+    assert_eq!(ours["service_keys"], json!([]));
+    // Another space holds none of brokergate's instances.
+    let other = get(
+        &format!("{}/v2/spaces/other-space/service_instances", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(other.status, 200, "{other:?}");
+    assert_eq!(names(&other.json()), ["upstream-0"]);
+}
