@@ -248,3 +248,99 @@ async fn a_spaces_list_inlines_plan_bindings_and_keys_of_brokergates_instances()
     assert_eq!(other.status, 200, "{other:?}");
     assert_eq!(names(&other.json()), ["upstream-0"]);
 }
+
+/// A fake Cloud Controller whose space summary shows one app, `app-1`, bound to nothing of its.
+async fn upstream_with_summary() -> TestServer {
+    let handler: Handler = Arc::new(move |req: RecordedRequest| {
+        Box::pin(async move {
+            if req.path_only().ends_with("/summary") {
+                return Reply::json(
+                    200,
+                    &json!({"guid": SPACE_GUID, "name": "dev",
+                            "apps": [{"guid": "app-1", "name": "web", "service_names": ["upstream-db"]},
+                                     {"guid": "app-2", "name": "worker"}],
+                            "services": [{"guid": "upstream-guid-0", "name": "upstream-db", "bound_app_count": 1}]}),
+                );
+            }
+            Reply::json(200, &page_of(&req, 0))
+        })
+    });
+    TestServer::start(handler).await
+}
+
+#[tokio::test]
+async fn the_space_summary_adds_brokergates_instances_and_their_apps() {
+    let upstream = upstream_with_summary().await;
+    let (_broker, gw) = gateway_before(&upstream).await;
+    let bearer = token::valid_token();
+    let auth = format!("bearer {bearer}");
+    let own = get(
+        &format!("{}/v2/service_instances?q=name:own-0", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    let guid = own.json()["resources"][0]["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bound = send(
+        "POST",
+        &format!("{}/v2/service_bindings", gw.url()),
+        &[("Authorization", auth.as_str())],
+        json!({"service_instance_guid": guid, "app_guid": "app-1"}),
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{bound:?}");
+
+    let resp = get(
+        &format!("{}/v2/spaces/{SPACE_GUID}/summary", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let summary = resp.json();
+    assert_eq!(summary["name"], "dev");
+    let services = summary["services"].as_array().unwrap();
+    let names: Vec<&str> = services
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["upstream-db", "own-0", "own-1"]);
+    let own_0 = &services[1];
+    assert_eq!(own_0["guid"], guid.as_str());
+    assert_eq!(own_0["bound_app_count"], 1);
+    assert_eq!(own_0["last_operation"]["state"], "succeeded");
+    assert_eq!(own_0["service_plan"]["guid"], PLAN_GUID);
+    assert_eq!(own_0["service_plan"]["name"], "free");
+    assert_eq!(own_0["service_plan"]["service"]["label"], "echo");
+    assert_eq!(services[2]["bound_app_count"], 0);
+    assert_eq!(
+        summary["apps"][0]["service_names"],
+        json!(["upstream-db", "own-0"])
+    );
+    assert_eq!(summary["apps"][1].get("service_names"), None);
+}
+
+#[tokio::test]
+async fn without_an_upstream_the_summary_is_brokergates_for_a_known_space() {
+    let broker = MockBroker::start(BROKER_TOKEN).await;
+    let gw = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    let bearer = token::valid_token();
+    let created = create(&gw.url(), Some(&bearer), create_body("alone")).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let resp = get(
+        &format!("{}/v2/spaces/{SPACE_GUID}/summary", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let summary = resp.json();
+    assert_eq!(summary["services"][0]["name"], "alone");
+    assert_eq!(summary["apps"], json!([]));
+    let unknown = get(
+        &format!("{}/v2/spaces/nowhere/summary", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    support::cc::assert_cc_error(&unknown, 404, 40004, "CF-SpaceNotFound");
+}

@@ -11,6 +11,7 @@ mod handles;
 mod instances;
 mod reply;
 mod routes;
+mod summary;
 
 pub use handler::UseCases;
 

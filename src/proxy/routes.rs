@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 use super::handler::{Handler, Params};
-use super::{catalog, handles, instances};
+use super::{catalog, handles, instances, summary};
 use crate::auth::Scope;
 
 /// Whether the dispatcher reads the request body before the handler runs.
@@ -203,6 +203,14 @@ pub static ROUTES: &[Route] = &[
         scope: Scope::Read,
         body: Body::None,
         handler: instances::space_list,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/spaces/:guid/summary",
+        template: "/v2/spaces/:guid/summary",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: summary::space_summary,
     },
     Route {
         method: http::Method::GET,

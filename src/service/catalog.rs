@@ -291,6 +291,26 @@ impl Catalog {
             .map_err(CatalogError::UpstreamDown)
     }
 
+    /// Whether the space exists for the caller (a summary without an upstream).
+    pub async fn space_exists(
+        &self,
+        rt: &Runtime,
+        caller: &Identity,
+        request_id: &str,
+        space_guid: &str,
+    ) -> Result<bool, CatalogError> {
+        let cx = AuthzContext {
+            rt,
+            caller,
+            request_id,
+        };
+        self.authorizer
+            .space(&cx, space_guid)
+            .await
+            .map(|space| space.is_some())
+            .map_err(CatalogError::AuthorizationUnavailable)
+    }
+
     /// The upstream's answer to the caller's request, for a list merged elsewhere (the
     /// instance lists); `None` without an upstream.
     pub async fn upstream(
