@@ -1,8 +1,9 @@
-//! The instance lists merged with the upstream Cloud Controller's: `GET /v2/service_instances`
-//! and `GET /v2/spaces/:guid/service_instances` — the upstream's instances first, then
-//! brokergate's, page by page, `total_results` summed and the links rebuilt; the upstream asked
-//! once per page with the client's query and token, and not at all for a plan only brokergate
-//! serves; its refusals passed through as they came; a space's list with its relations inlined.
+//! The instance and binding lists merged with the upstream Cloud Controller's:
+//! `GET /v2/service_instances`, `GET /v2/spaces/:guid/service_instances`, the binding lists
+//! (all, an app's) — the upstream's first, then brokergate's, page by page, `total_results`
+//! summed and the links rebuilt; the upstream asked once per page with the client's query and
+//! token, and not at all for a plan or an instance only brokergate holds; its refusals passed
+//! through as they came; a space's list with its relations inlined; the space summary.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
@@ -343,4 +344,71 @@ async fn without_an_upstream_the_summary_is_brokergates_for_a_known_space() {
     )
     .await;
     support::cc::assert_cc_error(&unknown, 404, 40004, "CF-SpaceNotFound");
+}
+
+fn guids(page: &Value) -> Vec<String> {
+    page["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metadata"]["guid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn binding_lists_are_merged_and_an_instance_of_brokergates_asks_no_upstream() {
+    let answers = Arc::new(Mutex::new(Answers::List(2)));
+    let upstream = upstream_with(answers).await;
+    let (_broker, gw) = gateway_before(&upstream).await;
+    let bearer = token::valid_token();
+    let auth = format!("bearer {bearer}");
+    let own = get(
+        &format!("{}/v2/service_instances?q=name:own-0", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    let instance = own.json()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["entity"]["name"] == "own-0")
+        .map(|r| r["metadata"]["guid"].as_str().unwrap().to_string())
+        .unwrap();
+    let bound = send(
+        "POST",
+        &format!("{}/v2/service_bindings", gw.url()),
+        &[("Authorization", auth.as_str())],
+        json!({"service_instance_guid": instance, "app_guid": "app-1"}),
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{bound:?}");
+    let binding = bound.json()["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    upstream.clear_requests();
+
+    // What `cf unbind-service` asks: an instance of brokergate's, so no upstream call.
+    let url = format!(
+        "{}/v2/service_bindings?q=app_guid:app-1&q=service_instance_guid:{instance}",
+        gw.url()
+    );
+    let resp = get(&url, Some(&bearer)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(guids(&resp.json()), [binding.clone()]);
+    assert!(upstream.requests().is_empty());
+
+    // An app's bindings, and all bindings: the upstream's first.
+    for path in ["/v2/apps/app-1/service_bindings", "/v2/service_bindings"] {
+        let resp = get(&format!("{}{path}", gw.url()), Some(&bearer)).await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let body = resp.json();
+        assert_eq!(body["total_results"], 3, "{path}");
+        assert_eq!(
+            guids(&body),
+            ["upstream-guid-0", "upstream-guid-1", binding.as_str()],
+            "{path}"
+        );
+    }
+    assert_eq!(upstream.requests().len(), 2);
 }

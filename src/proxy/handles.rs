@@ -4,10 +4,11 @@
 //! hold is not ours: it passes upstream.
 
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
-use super::instances::{read_verdict, refuse, refuse_read};
+use super::instances::{read_verdict, refuse, refuse_read, upstream_page};
 use super::{errors, Outcome};
 use crate::cc::envelope::Credentials;
 use crate::cc::handles::{binding_url, key_url, render_binding, render_key, BindingView, KeyView};
+use crate::cc::merge::{render_merged, UpstreamPage};
 use crate::cc::{list, request};
 use crate::clock;
 use crate::service::{Bind, BindError, ListHandles, ReadError, ReadHandle, Unbind, VisibleHandles};
@@ -257,6 +258,49 @@ async fn list_of(
     req: Request<'_>,
     out: &mut Outcome,
 ) -> Disposition {
+    list_filtered(kind, instance_guid, None, uc, req, out).await
+}
+
+/// `GET /v2/apps/:guid/service_bindings`: the upstream's bindings of the app, then
+/// brokergate's.
+pub fn app_bindings<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    let app = req.params.get("guid").unwrap_or_default().to_string();
+    Box::pin(
+        async move { list_filtered(HandleKind::Binding, None, Some(&app), uc, req, out).await },
+    )
+}
+
+/// Whether every instance guid the query filters on is one brokergate holds.
+async fn instances_all_ours(uc: &UseCases, query: &HandleQuery) -> bool {
+    let Some((_, guids)) = query
+        .list
+        .conditions
+        .iter()
+        .find(|(field, _)| *field == HandleField::InstanceGuid)
+    else {
+        return false;
+    };
+    for guid in guids {
+        if !uc.reader.holds_instance(guid).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// A page of bindings or keys, held to one instance or one app when given.
+async fn list_filtered(
+    kind: HandleKind,
+    instance_guid: Option<&str>,
+    app_guid: Option<&str>,
+    uc: &UseCases,
+    req: Request<'_>,
+    out: &mut Outcome,
+) -> Disposition {
     let page = match list::parse(req.query, fields(kind)) {
         Ok(page) => page,
         Err(e) => {
@@ -264,7 +308,38 @@ async fn list_of(
             return e.into();
         }
     };
-    let query = store_query(kind, &page, instance_guid);
+    let mut query = store_query(kind, &page, instance_guid);
+    if let Some(app) = app_guid {
+        query
+            .list
+            .conditions
+            .push((HandleField::AppGuid, vec![app.to_string()]));
+    }
+    // One instance's handles are brokergate's alone; the collections (all, or an app's) are
+    // the upstream's followed by brokergate's, unless the filter names only brokergate's
+    // instances.
+    let only_ours = instance_guid.is_some()
+        || query
+            .list
+            .conditions
+            .iter()
+            .any(|(field, _)| *field == HandleField::InstanceGuid)
+            && instances_all_ours(uc, &query).await;
+    let upstream = if only_ours {
+        UpstreamPage::empty()
+    } else {
+        let target = match req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.to_string(),
+        };
+        match upstream_page(uc, &req, &target, page.per_page).await {
+            Ok(upstream) => upstream,
+            Err(answer) => return answer,
+        }
+    };
+    let own_window = upstream.own_window(&page);
+    query.list.offset = own_window.offset;
+    query.list.limit = own_window.limit;
     let command = ListHandles {
         query: &query,
         instance_guid,
@@ -292,9 +367,10 @@ async fn list_of(
         }) => {
             let resources: Vec<Vec<u8>> =
                 handles.iter().map(|h| render(h, secrets_visible)).collect();
+            let path = if app_guid.is_some() { req.path } else { &path };
             Disposition::Reply(Answer {
                 status: 200,
-                body: list::render_page(&path, &page, total, &resources),
+                body: render_merged(path, &page, &upstream, total, &resources),
                 location: None,
             })
         }

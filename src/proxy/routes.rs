@@ -206,6 +206,14 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: http::Method::GET,
+        pattern: "/v2/apps/:guid/service_bindings",
+        template: "/v2/apps/:guid/service_bindings",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: handles::app_bindings,
+    },
+    Route {
+        method: http::Method::GET,
         pattern: "/v2/spaces/:guid/summary",
         template: "/v2/spaces/:guid/summary",
         scope: Scope::Read,

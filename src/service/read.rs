@@ -225,6 +225,16 @@ impl Reader {
 }
 
 impl Reader {
+    /// Whether brokergate holds the instance (created, or being deleted): a list filtered on
+    /// such instances only needs no upstream. A store failure counts as not held, so the
+    /// upstream is asked.
+    pub async fn holds_instance(&self, guid: &str) -> bool {
+        matches!(
+            self.store.get(guid).await,
+            Ok(Some(r)) if !matches!(r.state, State::Reserved(_))
+        )
+    }
+
     /// The spaces to hold a list to; `None`: every space.
     async fn visible_spaces(
         &self,

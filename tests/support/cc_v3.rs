@@ -1300,6 +1300,9 @@ enum V2Route {
     Instances,
     /// `/v2/spaces/:guid/service_instances`: none.
     SpaceInstances(String),
+    /// `/v2/service_bindings`, `/v2/service_keys`, `/v2/apps/:guid/service_bindings`: the
+    /// upstream's own handles, none.
+    Handles(String),
 }
 
 impl V2Route {
@@ -1319,6 +1322,11 @@ impl V2Route {
             ["v2", "service_instances"] => V2Route::Instances,
             ["v2", "spaces", guid, "service_instances"] => {
                 V2Route::SpaceInstances(guid.to_string())
+            }
+            ["v2", "service_bindings"] => V2Route::Handles("/v2/service_bindings".into()),
+            ["v2", "service_keys"] => V2Route::Handles("/v2/service_keys".into()),
+            ["v2", "apps", guid, "service_bindings"] => {
+                V2Route::Handles(format!("/v2/apps/{guid}/service_bindings"))
             }
             _ => return None,
         })
@@ -1396,8 +1404,15 @@ async fn v2_handle(state: &Mutex<State>, req: RecordedRequest, route: V2Route) -
             }
             no_instances(&params, &format!("/v2/spaces/{guid}/service_instances"))
         }
+        V2Route::Handles(path) => match V2Query::parse(&params, &V2_HANDLE_FILTERS) {
+            Ok(query) => v2_json(200, query.render(&path, Vec::new())),
+            Err(reply) => reply,
+        },
     }
 }
+
+/// The `q` fields of CC's binding and key lists.
+const V2_HANDLE_FILTERS: [&str; 3] = ["service_instance_guid", "app_guid", "name"];
 
 /// The `q` fields of CC's service instance lists.
 const V2_INSTANCE_FILTERS: [&str; 7] = [
