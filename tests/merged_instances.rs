@@ -395,7 +395,7 @@ async fn binding_lists_are_merged_and_an_instance_of_brokergates_asks_no_upstrea
     );
     let resp = get(&url, Some(&bearer)).await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    assert_eq!(guids(&resp.json()), [binding.clone()]);
+    assert_eq!(guids(&resp.json()), vec![binding.as_str()]);
     assert!(upstream.requests().is_empty());
 
     // An app's bindings, and all bindings: the upstream's first.
