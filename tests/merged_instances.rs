@@ -412,3 +412,46 @@ async fn binding_lists_are_merged_and_an_instance_of_brokergates_asks_no_upstrea
     }
     assert_eq!(upstream.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn brokergates_instances_are_shared_neither_to_nor_from_another_space() {
+    let upstream = upstream_with(Arc::new(Mutex::new(Answers::List(0)))).await;
+    let (_broker, gw) = gateway_before(&upstream).await;
+    let bearer = token::valid_token();
+    let own = get(
+        &format!("{}/v2/service_instances?q=name:own-0", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    let guid = guids(&own.json())[0].clone();
+    upstream.clear_requests();
+
+    let to = get(
+        &format!("{}/v2/service_instances/{guid}/shared_to", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(to.status, 200, "{to:?}");
+    let body = to.json();
+    assert_eq!(body["total_results"], 0);
+    assert_eq!(body["resources"], json!([]));
+    let from = get(
+        &format!("{}/v2/service_instances/{guid}/shared_from", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(from.status, 204, "{from:?}");
+    assert!(from.body.is_empty());
+    assert!(
+        upstream.requests().is_empty(),
+        "brokergate's own: not asked upstream"
+    );
+    // Another instance's sharing is the upstream's to answer.
+    let theirs = get(
+        &format!("{}/v2/service_instances/upstream-guid/shared_to", gw.url()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(theirs.status, 200, "{theirs:?}");
+    assert_eq!(upstream.requests().len(), 1);
+}

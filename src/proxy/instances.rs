@@ -324,6 +324,73 @@ fn json_array(items: &[Vec<u8>]) -> String {
     String::from_utf8(out).unwrap_or_else(|_| "[]".into())
 }
 
+/// `GET /v2/service_instances/:guid/shared_to`: brokergate's instances are never shared, so
+/// an empty list of spaces (the Cloud Controller's answer for an unshared instance).
+pub fn shared_to<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        let guid = req.params.get("guid").unwrap_or_default();
+        let page = match list::parse(req.query, &[]) {
+            Ok(page) => page,
+            Err(e) => return e.into(),
+        };
+        match visible(uc, &req, out, guid).await {
+            Ok(()) => {
+                let path = format!("{}/shared_to", instance_url(guid));
+                let none: [Vec<u8>; 0] = [];
+                Disposition::Reply(Answer {
+                    status: 200,
+                    body: list::render_page(&path, &page, 0, &none),
+                    location: None,
+                })
+            }
+            Err(answer) => answer,
+        }
+    })
+}
+
+/// `GET /v2/service_instances/:guid/shared_from`: 204, as the Cloud Controller answers for an
+/// instance that is not shared from another space.
+pub fn shared_from<'a>(
+    uc: &'a UseCases,
+    req: Request<'a>,
+    out: &'a mut Outcome,
+) -> BoxFuture<'a, Disposition> {
+    Box::pin(async move {
+        let guid = req.params.get("guid").unwrap_or_default();
+        match visible(uc, &req, out, guid).await {
+            Ok(()) => Disposition::Reply(Answer::no_content()),
+            Err(answer) => answer,
+        }
+    })
+}
+
+/// Whether the caller may read instance `guid`; the refusal (or, for a guid brokergate does
+/// not hold, the pass-through) otherwise.
+async fn visible(
+    uc: &UseCases,
+    req: &Request<'_>,
+    out: &mut Outcome,
+    guid: &str,
+) -> Result<(), Disposition> {
+    let command = ReadInstance {
+        guid,
+        caller: req.caller,
+        scope: req.scope,
+        request_id: req.request_id,
+    };
+    let result = uc.reader.read(req.rt, command).await;
+    out.authorization = read_verdict(&result);
+    match result {
+        Ok(_) => Ok(()),
+        Err(e @ ReadError::NotFound { .. }) => Err(Disposition::NotOurs(errors::from_read(&e))),
+        Err(e) => Err(refuse_read(out, req.request_id, &e)),
+    }
+}
+
 /// `PUT /v2/service_instances/:guid`: a rename or retag of an instance brokergate holds
 /// (201, as the Cloud Controller answers an update); any other guid is not ours.
 pub fn update<'a>(

@@ -93,6 +93,22 @@ pub static ROUTES: &[Route] = &[
         handler: handles::instance_keys,
     },
     Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_instances/:guid/shared_to",
+        template: "/v2/service_instances/:guid/shared_to",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: instances::shared_to,
+    },
+    Route {
+        method: http::Method::GET,
+        pattern: "/v2/service_instances/:guid/shared_from",
+        template: "/v2/service_instances/:guid/shared_from",
+        scope: Scope::Read,
+        body: Body::None,
+        handler: instances::shared_from,
+    },
+    Route {
         method: http::Method::POST,
         pattern: "/v2/service_bindings",
         template: "/v2/service_bindings",
