@@ -1409,3 +1409,40 @@ async fn q_active_t_is_true_as_the_cloud_controller_reads_it() {
     assert_eq!(all["total_results"], 6);
     assert_eq!(guids(&t), guids(&all), "{t}");
 }
+
+/// With `inline-relations-depth` ≥ 1 (a v1 gateway reads its offerings with depth 2) each of
+/// brokergate's offerings carries the plans the caller sees.
+#[tokio::test]
+async fn an_inlined_offering_list_carries_brokergates_plans() {
+    let s = start().await;
+    let list = ok(&get(&s.gw, "/v2/services?inline-relations-depth=2", &admin()).await);
+    let resources = list["resources"].as_array().unwrap();
+    let pg = resources
+        .iter()
+        .find(|r| r["metadata"]["guid"] == PG_SERVICE_GUID)
+        .unwrap();
+    let plans: Vec<&str> = pg["entity"]["service_plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["guid"].as_str().unwrap())
+        .collect();
+    let mut plans = plans;
+    plans.sort();
+    let mut expected = vec![PG_PLAN_GUID, PG_PRIVATE_PLAN_GUID];
+    expected.sort();
+    assert_eq!(plans, expected);
+    assert_eq!(
+        pg["entity"]["service_plans"][0]["entity"]["service_guid"],
+        PG_SERVICE_GUID
+    );
+    // Without the depth, no plans inline.
+    let plain = ok(&get(&s.gw, "/v2/services", &admin()).await);
+    let pg = plain["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metadata"]["guid"] == PG_SERVICE_GUID)
+        .unwrap();
+    assert_eq!(pg["entity"].get("service_plans"), None);
+}

@@ -26,6 +26,8 @@ pub struct ServiceView<'a> {
     pub documentation_url: Option<&'a str>,
     /// Unix seconds.
     pub created_at: i64,
+    /// With `inline-relations-depth` ≥ 1: a JSON array of the plan resources the caller sees.
+    pub service_plans: Option<&'a serde_json::value::RawValue>,
 }
 
 /// What the catalog shows of one plan.
@@ -85,6 +87,8 @@ struct ServiceEntity<'a> {
     service_broker_guid: Option<&'a str>,
     plan_updateable: bool,
     service_plans_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_plans: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Serialize)]
@@ -129,6 +133,7 @@ pub fn render_service(v: &ServiceView<'_>) -> Vec<u8> {
             service_broker_guid: None,
             plan_updateable: false,
             service_plans_url: format!("{url}/service_plans"),
+            service_plans: v.service_plans,
         },
     };
     // Plain strings, booleans and lists always serialize.
@@ -184,6 +189,7 @@ mod tests {
             tags: &tags,
             documentation_url: Some("http://docs"),
             created_at: 0,
+            service_plans: None,
         });
         let v: serde_json::Value = serde_json::from_slice(&service).unwrap();
         assert_eq!(v["metadata"]["url"], "/v2/services/S");

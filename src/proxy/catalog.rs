@@ -130,14 +130,42 @@ pub fn list_services<'a>(
         };
         let filters = service_filters(&q);
         let target = path_and_query(&req);
-        match uc
+        let merged = match uc
             .catalog
             .services(req.rt, page(&req, &target), &filters)
             .await
         {
-            Ok(merged) => merge(req.path, &q, merged, |s| service_bytes(req.rt, s)),
-            Err(e) => refuse(out, &e, ApiError::not_found()),
+            Ok(merged) => merged,
+            Err(e) => return refuse(out, &e, ApiError::not_found()),
+        };
+        if !q.inline_relations_depth.is_some_and(|d| d >= 1) {
+            return merge(req.path, &q, merged, |s| service_bytes(req.rt, s));
         }
+        // Each offering with the plans the caller sees inlined (a v1 gateway reads its
+        // offerings' plans so, with `inline-relations-depth=2`).
+        let mut own = Vec::with_capacity(merged.own.len());
+        for service in &merged.own {
+            let plans = match uc
+                .catalog
+                .service_plans(req.rt, page(&req, &target), &service.guid)
+                .await
+            {
+                Ok(plans) => plans,
+                Err(e) => return refuse(out, &e, ApiError::not_found()),
+            };
+            let rendered: Vec<Vec<u8>> = plans.iter().map(|p| plan_bytes(req.rt, p)).collect();
+            let Ok(array) = serde_json::value::RawValue::from_string(json_array(&rendered)) else {
+                return ApiError::unknown().into();
+            };
+            let mut view = service_view(req.rt, service);
+            view.service_plans = Some(&array);
+            own.push(render_service(&view));
+        }
+        let inlined = MergedList {
+            upstream: merged.upstream,
+            own,
+        };
+        merge(req.path, &q, inlined, Vec::clone)
     })
 }
 
@@ -233,6 +261,15 @@ fn merge<T>(
         body: render_merged(path, q, &upstream, own.len() as u64, &page),
         location: None,
     })
+}
+
+/// Rendered resources as one JSON array.
+fn json_array(items: &[Vec<u8>]) -> String {
+    let joined: Vec<&str> = items
+        .iter()
+        .filter_map(|item| std::str::from_utf8(item).ok())
+        .collect();
+    format!("[{}]", joined.join(","))
 }
 
 /// `items[offset..offset + limit]`, rendered.
@@ -353,6 +390,7 @@ fn service_view<'a>(rt: &Runtime, s: &'a Service) -> ServiceView<'a> {
         tags: &l.tags,
         documentation_url: l.documentation_url.as_deref(),
         created_at: rt.loaded_at,
+        service_plans: None,
     }
 }
 
