@@ -138,7 +138,7 @@ pub fn list_services<'a>(
             Ok(merged) => merged,
             Err(e) => return refuse(out, &e, ApiError::not_found()),
         };
-        if !q.inline_relations_depth.is_some_and(|d| d >= 1) {
+        if q.inline_relations_depth.is_none_or(|d| d < 1) {
             return merge(req.path, &q, merged, |s| service_bytes(req.rt, s));
         }
         // Each offering with the plans the caller sees inlined (a v1 gateway reads its
