@@ -1,8 +1,10 @@
 //! The create path end to end, beside its limit: `POST /v2/service_instances` through
 //! brokergate (auth, validate, reserve, broker call on loopback, commit, render) on the embedded
-//! SQLite store, on PostgreSQL with one replica and with two replicas sharing the database
-//! (clients alternate between them), versus a direct `POST /gateway/v1/configurations` to the
-//! same in-process mock v1 broker — in one run, alternating rounds. Closed loop, fixed
+//! SQLite store — with static authorization, and asking a (fake, loopback) Cloud Controller
+//! as a space developer, its answers cached and not —, on PostgreSQL with one replica and with
+//! two replicas sharing the database (clients alternate between them), versus a direct
+//! `POST /gateway/v1/configurations` to the same in-process mock v1 broker — in one run,
+//! alternating rounds. Closed loop, fixed
 //! concurrency. CPU per create is read from /proc: the gateways' own, and PostgreSQL's (every
 //! `postgres` process on the machine: the test server is the machine's).
 //!
@@ -19,6 +21,7 @@ use common::{closed_loop, env_or, median, succeeded, Round};
 use std::sync::Arc;
 
 use support::broker::{MockBroker, Mode};
+use support::cc_v3::{user_token, FakeCloudController, DEVELOPER};
 use support::gateway::{Gateway, GatewayConfig, BROKER_TOKEN, ORG_GUID, PLAN_GUID, SPACE_GUID};
 use support::postgres::TestDatabase;
 
@@ -97,6 +100,15 @@ async fn main() {
     let broker = MockBroker::start(BROKER_TOKEN).await;
     broker.set_mode(Mode::Ok);
     let sqlite = Gateway::start(GatewayConfig::new(&broker.url())).await;
+    // The Cloud Controller asked for every create's space, flag, organization and role.
+    let cc = FakeCloudController::with_default_world().await;
+    let cc_cached = Gateway::start(GatewayConfig::new(&broker.url()).upstream(&cc.url())).await;
+    let cc_uncached = Gateway::start(
+        GatewayConfig::new(&broker.url())
+            .upstream(&cc.url())
+            .authorization_key("cache_seconds", 0u64),
+    )
+    .await;
     let db = TestDatabase::create();
     let mut postgres = Vec::new();
     if let Some(db) = &db {
@@ -108,6 +120,7 @@ async fn main() {
         }
     }
     let token = support::token::valid_token();
+    let developer = user_token(DEVELOPER);
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(concurrency as usize)
@@ -135,8 +148,9 @@ async fn main() {
             async move { succeeded(req, 200).await }
         }
     };
-    // Creates of unique names through the gateways at `bases`, request n to bases[n % len].
-    let through = |bases: Vec<String>| {
+    // Creates of unique names through the gateways at `bases`, request n to bases[n % len], by
+    // the caller of `token`.
+    let through_as = |bases: Vec<String>, token: &str| {
         let client = client.clone();
         let auth = format!("bearer {token}");
         move |n: u64| {
@@ -153,6 +167,7 @@ async fn main() {
             async move { succeeded(req, 201).await }
         }
     };
+    let through = |bases: Vec<String>| through_as(bases, &token);
 
     let mut candidates: Vec<Candidate> = vec![
         (
@@ -165,6 +180,18 @@ async fn main() {
             "brokergate create, SQLite (synchronous = full)",
             boxed(through(vec![sqlite.url()])),
             vec![sqlite.pid()],
+            false,
+        ),
+        (
+            "… as a space developer, the Cloud Controller authorizing, answers cached",
+            boxed(through_as(vec![cc_cached.url()], &developer)),
+            vec![cc_cached.pid()],
+            false,
+        ),
+        (
+            "… as a space developer, the Cloud Controller asked 4 times per create",
+            boxed(through_as(vec![cc_uncached.url()], &developer)),
+            vec![cc_uncached.pid()],
             false,
         ),
     ];
