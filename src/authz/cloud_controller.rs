@@ -17,14 +17,14 @@
 
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 use crate::auth::Identity;
+use crate::cc_client::CloudControllerClient;
 use crate::config::Upstream;
 use crate::metrics::Metrics;
-use crate::outbound::{self, Idempotency, Limits, Peer, Request};
 use crate::service::{
     FeatureFlag, Question, SpaceFacts, Undecided, VisibleOrganizations, VisibleSpaces,
 };
@@ -34,10 +34,6 @@ const SPACES_PER_PAGE: usize = 1000;
 /// Most spaces (or organizations) one caller's list may hold; more is refused (503) rather
 /// than cut short.
 pub const MAX_VISIBLE_SPACES: usize = 10_000;
-/// Largest answer read (a page of 1000 spaces is about 700 KiB).
-const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// How long an idle pooled connection to the Cloud Controller is kept.
-const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// Everything but RFC 3986 unreserved characters is escaped in a path segment or a query
 /// value, so a guid from a request can never change which resource is asked for.
@@ -65,13 +61,13 @@ enum Said {
 }
 
 pub(super) struct CloudController {
-    http: outbound::Client,
+    http: CloudControllerClient,
 }
 
 impl CloudController {
     pub(super) fn new() -> CloudController {
         CloudController {
-            http: outbound::Client::new(),
+            http: CloudControllerClient::new(),
         }
     }
 
@@ -250,31 +246,21 @@ impl CloudController {
     }
 
     async fn exchange(&self, call: &Call<'_>, path: &str) -> Result<Said, String> {
-        let target = &call.upstream.target;
         let Some(token) = call.caller.token.expose() else {
             return Err("the caller has no token to ask with".into());
         };
-        let peer =
-            Peer::new(target.addr, target.tls, &target.host, &target.authority).pooled(POOL_IDLE);
-        let limits = Limits {
-            connect_timeout: call.upstream.connect_timeout.min(call.timeout),
-            total_timeout: call.timeout,
-            max_body_bytes: MAX_ANSWER_BYTES,
-        };
-        let request = Request::new(
-            Method::GET,
-            &format!("{}{path}", target.base_path),
-            Idempotency::Idempotent,
-        )
-        .header(http::header::AUTHORIZATION, &format!("bearer {token}"))
-        .header(http::header::ACCEPT, "application/json")
-        .header("X-VCAP-Request-ID", call.request_id);
         let answer = self
             .http
-            .send(&peer, &limits, request)
+            .fetch(
+                call.upstream,
+                Some(token),
+                path,
+                call.request_id,
+                call.timeout,
+            )
             .await
             .map_err(|e| e.to_string())?;
-        match answer.status {
+        match StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY) {
             StatusCode::OK => Ok(Said::Yes(answer.body)),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
                 Ok(Said::No)

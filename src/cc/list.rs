@@ -89,6 +89,20 @@ impl ListQuery {
     }
 }
 
+/// Rendered resources as one JSON array, for a relation inlined into a resource.
+pub fn json_array<R: AsRef<[u8]>>(resources: &[R]) -> Box<serde_json::value::RawValue> {
+    let mut out = String::from("[");
+    for (i, resource) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&String::from_utf8_lossy(resource.as_ref()));
+    }
+    out.push(']');
+    // Each resource was rendered by serde_json: the array is valid JSON.
+    serde_json::value::RawValue::from_string(out).unwrap_or_default()
+}
+
 /// [`parse_preserving`] for an endpoint that preserves no parameter of its own.
 pub fn parse(query: Option<&str>, fields: &'static [&'static str]) -> Result<ListQuery, ApiError> {
     parse_preserving(query, fields, &[])

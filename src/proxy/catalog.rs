@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use super::handler::{Answer, BoxFuture, Disposition, Request, UseCases};
+use super::instances::page_of;
 use super::Outcome;
 use crate::cc::catalog::{render_plan, render_service, PlanView, ServiceView};
-use crate::cc::merge::{render_merged, UpstreamPage};
+use crate::cc::merge::render_merged;
 use crate::cc::{list, ApiError};
 use crate::config::{Plan, Runtime, Service, Visibility};
-use crate::service::{CatalogError, CatalogPage, MergedList, PlanFilter, ServiceFilter};
+use crate::service::{
+    plan_matches, CatalogError, CatalogPage, MergedList, PlanFilter, ServiceFilter,
+};
 
 /// The `q` fields of the offering lists, as the Cloud Controller names them.
 const SERVICE_FIELDS: &[&str] = &[
@@ -39,13 +42,6 @@ fn page<'a>(req: &Request<'a>, path_and_query: &'a str) -> CatalogPage<'a> {
     }
 }
 
-fn path_and_query(req: &Request<'_>) -> String {
-    match req.query {
-        Some(q) => format!("{}?{q}", req.path),
-        None => req.path.to_string(),
-    }
-}
-
 /// `GET /v2/services/:guid`.
 pub fn read_service<'a>(
     uc: &'a UseCases,
@@ -54,7 +50,7 @@ pub fn read_service<'a>(
 ) -> BoxFuture<'a, Disposition> {
     Box::pin(async move {
         let guid = req.params.get("guid").unwrap_or_default();
-        let target = path_and_query(&req);
+        let target = req.path_and_query();
         match uc.catalog.service(req.rt, page(&req, &target), guid).await {
             Ok(service) => ok(render_service(&service_view(req.rt, &service))),
             Err(e) => refuse(out, &e, ApiError::service_not_found(guid)),
@@ -74,7 +70,7 @@ pub fn service_plans<'a>(
             Ok(q) => q,
             Err(e) => return e.into(),
         };
-        let target = path_and_query(&req);
+        let target = req.path_and_query();
         match uc
             .catalog
             .service_plans(req.rt, page(&req, &target), guid)
@@ -83,7 +79,7 @@ pub fn service_plans<'a>(
             Ok(plans) => {
                 let mut plans: Vec<&Plan> = plans
                     .into_iter()
-                    .filter(|p| plan_matches_query(p, &q))
+                    .filter(|p| plan_matches(p, &plan_filters(&q)))
                     .collect();
                 if q.direction == list::Direction::Desc {
                     plans.reverse();
@@ -109,7 +105,7 @@ pub fn read_plan<'a>(
 ) -> BoxFuture<'a, Disposition> {
     Box::pin(async move {
         let guid = req.params.get("guid").unwrap_or_default();
-        let target = path_and_query(&req);
+        let target = req.path_and_query();
         match uc.catalog.plan(req.rt, page(&req, &target), guid).await {
             Ok(plan) => ok(plan_bytes(req.rt, plan)),
             Err(e) => refuse(out, &e, ApiError::plan_not_found(guid)),
@@ -129,7 +125,7 @@ pub fn list_services<'a>(
             Err(e) => return e.into(),
         };
         let filters = service_filters(&q);
-        let target = path_and_query(&req);
+        let target = req.path_and_query();
         let merged = match uc
             .catalog
             .services(req.rt, page(&req, &target), &filters)
@@ -154,9 +150,7 @@ pub fn list_services<'a>(
                 Err(e) => return refuse(out, &e, ApiError::not_found()),
             };
             let rendered: Vec<Vec<u8>> = plans.iter().map(|p| plan_bytes(req.rt, p)).collect();
-            let Ok(array) = serde_json::value::RawValue::from_string(json_array(&rendered)) else {
-                return ApiError::unknown().into();
-            };
+            let array = list::json_array(&rendered);
             let mut view = service_view(req.rt, service);
             view.service_plans = Some(&array);
             own.push(render_service(&view));
@@ -181,7 +175,7 @@ pub fn list_plans<'a>(
             Err(e) => return e.into(),
         };
         let filters = plan_filters(&q);
-        let target = path_and_query(&req);
+        let target = req.path_and_query();
         match uc
             .catalog
             .plans(req.rt, page(&req, &target), &filters)
@@ -207,7 +201,7 @@ pub fn space_services<'a>(
             Err(e) => return e.into(),
         };
         let filters = service_filters(&q);
-        let target = path_and_query(&req);
+        let target = req.path_and_query();
         match uc
             .catalog
             .space_services(req.rt, page(&req, &target), guid, &filters)
@@ -228,22 +222,9 @@ fn merge<T>(
     render: impl Fn(&T) -> Vec<u8>,
 ) -> Disposition {
     let MergedList { upstream, mut own } = merged;
-    let upstream = match upstream {
-        None => UpstreamPage::empty(),
-        Some(answer) if answer.status != 200 => {
-            return Disposition::Reply(Answer {
-                status: answer.status,
-                body: answer.body.to_vec(),
-                location: None,
-            })
-        }
-        Some(answer) => match UpstreamPage::parse(&answer.body, q.per_page) {
-            Ok(page) => page,
-            Err(e) => {
-                log::warn!("The upstream's answer to a merged list is not a v2 list; answering 502. error={e}");
-                return ApiError::upstream_bad_list().into();
-            }
-        },
+    let upstream = match page_of(upstream, q.per_page) {
+        Ok(page) => page,
+        Err(answer) => return answer,
     };
     if q.direction == list::Direction::Desc {
         // Each list in its own order, reversed: brokergate's as the upstream reverses its own.
@@ -261,15 +242,6 @@ fn merge<T>(
         body: render_merged(path, q, &upstream, own.len() as u64, &page),
         location: None,
     })
-}
-
-/// Rendered resources as one JSON array.
-fn json_array(items: &[Vec<u8>]) -> String {
-    let joined: Vec<&str> = items
-        .iter()
-        .filter_map(|item| std::str::from_utf8(item).ok())
-        .collect();
-    format!("[{}]", joined.join(","))
 }
 
 /// `items[offset..offset + limit]`, rendered.
@@ -355,21 +327,6 @@ fn plan_filters(q: &list::ListQuery) -> Vec<(PlanFilter, Vec<String>)> {
             Some((field, values_of(f.field, &f.values)))
         })
         .collect()
-}
-
-/// An offering's plans list takes the plan filters too.
-fn plan_matches_query(plan: &Plan, q: &list::ListQuery) -> bool {
-    let filters = plan_filters(q);
-    filters.iter().all(|(field, values)| {
-        let value = match field {
-            PlanFilter::ServiceGuid => Some(plan.service.guid.clone()),
-            PlanFilter::Active => Some((plan.active && plan.service.listing.active).to_string()),
-            PlanFilter::UniqueId => Some(plan.unique_id.clone()),
-            PlanFilter::Name => Some(plan.name.clone()),
-            PlanFilter::ServiceBrokerGuid => None,
-        };
-        value.is_some_and(|v| values.contains(&v))
-    })
 }
 
 fn service_view<'a>(rt: &Runtime, s: &'a Service) -> ServiceView<'a> {

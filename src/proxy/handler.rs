@@ -41,6 +41,16 @@ pub struct Request<'a> {
     pub request_id: &'a str,
 }
 
+impl Request<'_> {
+    /// The path and query as the client sent them: what a merged list asks the upstream.
+    pub fn path_and_query(&self) -> String {
+        match self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.to_string(),
+        }
+    }
+}
+
 /// The `:name` parameters of a matched path, percent-decoded.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Params(Vec<(&'static str, String)>);

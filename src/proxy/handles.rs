@@ -328,10 +328,7 @@ async fn list_filtered(
     let upstream = if only_ours {
         UpstreamPage::empty()
     } else {
-        let target = match req.query {
-            Some(q) => format!("{}?{q}", req.path),
-            None => req.path.to_string(),
-        };
+        let target = req.path_and_query();
         match upstream_page(uc, &req, &target, page.per_page).await {
             Ok(upstream) => upstream,
             Err(answer) => return answer,

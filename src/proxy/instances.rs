@@ -14,7 +14,7 @@ use crate::clock;
 use crate::config::Runtime;
 use crate::service::{
     DeleteError, DeleteInstance, ListHandles, ListInstances, Provision, ProvisionError, ReadError,
-    ReadInstance, UpdateError, UpdateInstance, Verdict,
+    ReadInstance, UpdateError, UpdateInstance, UpstreamAnswer, Verdict,
 };
 use crate::store::{
     CreatedInstance, HandleField, HandleKind, HandleQuery, InstanceField, InstanceQuery, ListQuery,
@@ -170,10 +170,7 @@ async fn list_merged(
     let only_ours = page.filters.iter().any(|f| {
         f.field == "service_plan_guid" && f.values.iter().all(|v| req.rt.plan(v).is_some())
     });
-    let target = match req.query {
-        Some(q) => format!("{}?{q}", req.path),
-        None => req.path.to_string(),
-    };
+    let target = req.path_and_query();
     let upstream = if only_ours {
         UpstreamPage::empty()
     } else {
@@ -236,24 +233,36 @@ pub(super) async fn upstream_page(
         .upstream(req.rt, req.caller, path_and_query, req.request_id)
         .await
     {
-        Ok(None) => Ok(UpstreamPage::empty()),
-        Ok(Some(answer)) if answer.status != 200 => Err(Disposition::Reply(Answer {
-            status: answer.status,
-            body: answer.body.to_vec(),
-            location: None,
-        })),
-        Ok(Some(answer)) => UpstreamPage::parse(&answer.body, per_page).map_err(|e| {
-            log::warn!(
-                "The upstream's answer to a merged list is not a v2 list; answering 502. error={e}"
-            );
-            ApiError::upstream_bad_list().into()
-        }),
+        Ok(answer) => page_of(answer, per_page),
         Err(down) => {
             log::warn!(
                 "The upstream Cloud Controller could not be asked for a merged list. error={down}"
             );
             Err(ApiError::upstream_unavailable().into())
         }
+    }
+}
+
+/// The upstream's answer as the page a merged list starts with: empty when there is no
+/// upstream; its refusal as it came, or 502 for an answer that is not a v2 list, is the
+/// answer (`Err`).
+pub(super) fn page_of(
+    answer: Option<UpstreamAnswer>,
+    per_page: u32,
+) -> Result<UpstreamPage, Disposition> {
+    match answer {
+        None => Ok(UpstreamPage::empty()),
+        Some(answer) if answer.status != 200 => Err(Disposition::Reply(Answer {
+            status: answer.status,
+            body: answer.body.to_vec(),
+            location: None,
+        })),
+        Some(answer) => UpstreamPage::parse(&answer.body, per_page).map_err(|e| {
+            log::warn!(
+                "The upstream's answer to a merged list is not a v2 list; answering 502. error={e}"
+            );
+            ApiError::upstream_bad_list().into()
+        }),
     }
 }
 
@@ -293,35 +302,20 @@ async fn inlined(
             .iter()
             .map(|h| render_handle(h, seen.secrets_visible))
             .collect();
-        lists.push(json_array(&rendered));
+        lists.push(list::json_array(&rendered));
     }
     let plan = req
         .rt
         .plan(&instance.reservation.service_plan_guid)
         .map(|p| super::catalog::plan_bytes(req.rt, p));
     let plan = plan.and_then(|p| RawValue::from_string(String::from_utf8(p).ok()?).ok());
-    let bindings = RawValue::from_string(lists[0].clone()).unwrap_or_default();
-    let keys = RawValue::from_string(lists[1].clone()).unwrap_or_default();
+    let (bindings, keys) = (&lists[0], &lists[1]);
     let inline = Inlined {
         service_plan: plan.as_deref(),
-        service_bindings: &bindings,
-        service_keys: &keys,
+        service_bindings: bindings,
+        service_keys: keys,
     };
     Ok(render_with(req.rt, instance, secrets, Some(inline)))
-}
-
-/// Rendered resources as one JSON array.
-fn json_array(items: &[Vec<u8>]) -> String {
-    let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + items.len() + 2);
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(item);
-    }
-    out.push(b']');
-    String::from_utf8(out).unwrap_or_else(|_| "[]".into())
 }
 
 /// `GET /v2/service_instances/:guid/shared_to`: brokergate's instances are never shared, so

@@ -30,10 +30,7 @@ pub fn space_summary<'a>(
 ) -> BoxFuture<'a, Disposition> {
     Box::pin(async move {
         let space = req.params.get("guid").unwrap_or_default();
-        let target = match req.query {
-            Some(q) => format!("{}?{q}", req.path),
-            None => req.path.to_string(),
-        };
+        let target = req.path_and_query();
         let upstream = match uc
             .catalog
             .upstream(req.rt, req.caller, &target, req.request_id)

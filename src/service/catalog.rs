@@ -379,7 +379,9 @@ fn service_matches(s: &Service, filters: &[(ServiceFilter, Vec<String>)]) -> boo
     })
 }
 
-fn plan_matches(p: &Plan, filters: &[(PlanFilter, Vec<String>)]) -> bool {
+/// Whether `p` matches every filter (a filter matches when the field equals any of its
+/// values).
+pub fn plan_matches(p: &Plan, filters: &[(PlanFilter, Vec<String>)]) -> bool {
     filters.iter().all(|(field, values)| {
         let value = match field {
             PlanFilter::ServiceGuid => Some(p.service.guid.clone()),

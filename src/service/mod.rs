@@ -27,7 +27,9 @@ pub use broker::{
     BindOrder, BrokerAnswer, BrokerCall, BrokerError, BrokerFailure, BrokerHandle, BrokerInstance,
     BrokerPort, ProvisionOrder, Removal, UnbindOrder,
 };
-pub use catalog::{Catalog, CatalogError, CatalogPage, MergedList, PlanFilter, ServiceFilter};
+pub use catalog::{
+    plan_matches, Catalog, CatalogError, CatalogPage, MergedList, PlanFilter, ServiceFilter,
+};
 pub use delete::{binding_options, DeleteError, DeleteInstance, Deleter};
 pub use finisher::{Finished, Finisher};
 pub use lease::{LeasePolicy, LEASE_MARGIN_SECONDS};
